@@ -1,0 +1,176 @@
+//! The step between the stream and the workers: parse a frame, validate it,
+//! and queue the state on its session's shard. It never blocks on a busy
+//! worker: pushing takes a shard lock for microseconds and rings a doorbell
+//! with `try_send`.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use crossbeam_channel::Receiver;
+
+use crate::audit::{Audit, AuditEvent};
+use crate::config::GatewayProfile;
+use crate::event::{self, Frame};
+use crate::metrics::Metrics;
+use crate::queue::{Pending, Pushed, ShardQueue};
+use crate::validate;
+
+/// Utilization above which the agent coalesces even before the monitor's
+/// next tick raises the throttled flag.
+pub const THROTTLE_UTILIZATION: f64 = 0.85;
+
+/// A shard's queue and the doorbell its worker waits on.
+pub type Shard = (Arc<ShardQueue>, Receiver<()>);
+
+pub struct Dispatcher {
+    shards: Vec<Arc<ShardQueue>>,
+    profile: GatewayProfile,
+    queue_capacity: usize,
+    metrics: Arc<Metrics>,
+    audit: Audit,
+}
+
+/// Returns the shard of a session: FNV-1a of its id, so the mapping is the
+/// same in every run and on every platform.
+pub fn shard_of(session_id: &str, shards: usize) -> usize {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in session_id.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash % shards.max(1) as u64) as usize
+}
+
+impl Dispatcher {
+    /// Creates `workers` shard queues; returns the dispatcher and, per shard,
+    /// the queue and the doorbell its worker waits on.
+    pub fn new(
+        workers: usize,
+        profile: GatewayProfile,
+        queue_capacity: usize,
+        metrics: Arc<Metrics>,
+        audit: Audit,
+    ) -> (Self, Vec<Shard>) {
+        let mut shards = Vec::with_capacity(workers);
+        let mut handles = Vec::with_capacity(workers);
+        for _ in 0..workers.max(1) {
+            let (queue, wakeups) = ShardQueue::new();
+            let queue = Arc::new(queue);
+            shards.push(Arc::clone(&queue));
+            handles.push((queue, wakeups));
+        }
+        let dispatcher = Self {
+            shards,
+            profile,
+            queue_capacity: queue_capacity.max(1),
+            metrics,
+            audit,
+        };
+        (dispatcher, handles)
+    }
+
+    /// Handles one text frame from the stream.
+    pub fn handle_text(&self, text: &str, received_at: Instant) {
+        match event::parse_frame(text) {
+            Ok(Frame::Video { data }) => self.handle_event(&data, received_at),
+            Ok(Frame::Other { event_type }) => {
+                Metrics::add(&self.metrics.other_events);
+                log::trace!("ignored frame of type {}", event::excerpt(&event_type, 64));
+            }
+            Err(err) => self.malformed(
+                &err.to_string(),
+                &event::excerpt(text, event::MALFORMED_EXCERPT_BYTES),
+            ),
+        }
+    }
+
+    /// Audits a frame that could not be read as an event.
+    pub fn malformed(&self, reason: &str, excerpt: &str) {
+        Metrics::add(&self.metrics.malformed_events);
+        log::warn!("skipped malformed frame: {reason}");
+        self.audit.record(
+            AuditEvent::MalformedEvent,
+            serde_json::json!({"reason": reason, "excerpt": excerpt}),
+        );
+    }
+
+    fn handle_event(&self, data: &serde_json::Value, received_at: Instant) {
+        Metrics::add(&self.metrics.events_received);
+        match validate::validate(data, self.profile) {
+            Ok(state) => self.enqueue(Pending { state, received_at }),
+            Err(violations) => self.reject(data, &violations),
+        }
+    }
+
+    fn reject(&self, data: &serde_json::Value, violations: &[validate::Violation]) {
+        for violation in violations {
+            self.metrics.count_violation(violation.code);
+        }
+        let session_id = data
+            .get("sessionId")
+            .and_then(serde_json::Value::as_str)
+            .map(|id| event::excerpt(id, 128));
+        let sequence = data
+            .get("sequenceNumber")
+            .cloned()
+            .filter(serde_json::Value::is_number);
+        log::debug!(
+            "rejected state of session {}: {} violation(s)",
+            session_id.as_deref().unwrap_or("(none)"),
+            violations.len()
+        );
+        self.audit.record(
+            AuditEvent::ValidationFailed,
+            serde_json::json!({
+                "sessionId": session_id,
+                "sequenceNumber": sequence,
+                "violations": violations,
+            }),
+        );
+    }
+
+    /// Queues a valid state on its shard, coalescing while throttled.
+    pub fn enqueue(&self, pending: Pending) {
+        let shard = shard_of(&pending.state.session_id, self.shards.len());
+        let coalesce = self.should_coalesce();
+        match self.shards[shard].push(pending, coalesce) {
+            Pushed::Queued => {
+                self.metrics.backlog.fetch_add(1, Ordering::Relaxed);
+            }
+            Pushed::Coalesced { discarded } => {
+                Metrics::add(&self.metrics.events_coalesced);
+                self.audit.record(
+                    AuditEvent::EventCoalesced,
+                    serde_json::json!({
+                        "sessionId": discarded.state.session_id,
+                        "sequenceNumber": discarded.state.sequence,
+                        "reason": "a newer state of the session replaced it while throttled",
+                    }),
+                );
+            }
+        }
+    }
+
+    fn should_coalesce(&self) -> bool {
+        if self.metrics.throttled.load(Ordering::Relaxed) {
+            return true;
+        }
+        let utilization = self.metrics.backlog() as f64 / self.queue_capacity as f64;
+        utilization > THROTTLE_UTILIZATION
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_is_stable_and_in_range() {
+        assert_eq!(shard_of("session-1", 4), shard_of("session-1", 4));
+        for id in ["a", "b", "c", "5a486531-0201-43e0-bd81-d544bb08d0dc"] {
+            assert!(shard_of(id, 4) < 4);
+        }
+        assert_eq!(shard_of("anything", 1), 0);
+    }
+}

@@ -1,0 +1,72 @@
+//! The shared HTTP client (ureq) for OAuth, REST and the calendar webhook:
+//! timeouts everywhere, no redirects, status codes as values, proxies from
+//! the environment and the agent's trust roots.
+
+use std::time::Duration;
+
+use ureq::Agent as HttpAgent;
+use ureq::tls::{TlsConfig, TlsProvider};
+
+use crate::tls::TrustRoots;
+
+/// The User-Agent of every request and of the WebSocket handshake.
+pub const USER_AGENT: &str = concat!("genesys-video-agent/", env!("CARGO_PKG_VERSION"));
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    /// The whole call, from connect to the last byte of the reply.
+    pub total: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(5),
+            total: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Builds a client. Redirects are not followed: a redirect from the API
+/// would carry the bearer token to another place, and the API never sends one.
+pub fn build_client(roots: &TrustRoots, timeouts: Timeouts) -> HttpAgent {
+    let tls = TlsConfig::builder()
+        .provider(TlsProvider::NativeTls)
+        .root_certs(roots.ureq_roots())
+        .build();
+    HttpAgent::config_builder()
+        .tls_config(tls)
+        .timeout_connect(Some(timeouts.connect))
+        .timeout_global(Some(timeouts.total))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .user_agent(USER_AGENT)
+        .proxy(ureq::Proxy::try_from_env())
+        .max_idle_connections_per_host(16)
+        .build()
+        .into()
+}
+
+/// Reads at most `limit` bytes of a reply body as lossy UTF-8; a body that
+/// cannot be read gives an empty string (it only feeds messages).
+pub fn read_body_excerpt(response: &mut ureq::http::Response<ureq::Body>, limit: u64) -> String {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    let _ = response
+        .body_mut()
+        .as_reader()
+        .take(limit)
+        .read_to_end(&mut bytes);
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Describes a transport error for a message, without any URL credentials.
+pub fn describe_error(err: &ureq::Error) -> String {
+    match err {
+        ureq::Error::Timeout(which) => format!("timed out ({which})"),
+        ureq::Error::Io(io) => format!("i/o error: {io}"),
+        ureq::Error::HostNotFound => "host not found".to_owned(),
+        other => other.to_string(),
+    }
+}
