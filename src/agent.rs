@@ -13,9 +13,10 @@ use crate::backoff::{self, RateGate};
 use crate::calendar::{self, Callback, Notice, Targets};
 use crate::config::Config;
 use crate::dispatch::Dispatcher;
-use crate::http::{self, Timeouts};
+use crate::http::{self, ClientFactory, Timeouts};
 use crate::metrics::Metrics;
 use crate::monitor::Monitor;
+use crate::proxy::ProxySettings;
 use crate::queue::ShardQueue;
 use crate::rest::RestClient;
 use crate::secret::Secret;
@@ -195,9 +196,16 @@ impl Agent {
             store.len()
         );
 
-        let http_client = http::build_client(&roots, Timeouts::default());
+        let factory = ClientFactory {
+            roots,
+            proxies: ProxySettings::from_env(),
+            timeouts: Timeouts::default(),
+        };
+        let login_client = factory
+            .client_for(&config.login_base)
+            .map_err(AgentError::Config)?;
         let tokens = Arc::new(TokenSource::new(
-            http_client.clone(),
+            login_client,
             &config.login_base,
             client_id,
             secret,
@@ -212,15 +220,8 @@ impl Agent {
         }
 
         let metrics = Arc::new(Metrics::default());
-        let (threads, queues) = self.start_threads(
-            &audit,
-            &store,
-            roots,
-            http_client,
-            &tokens,
-            &metrics,
-            &shutdown,
-        )?;
+        let (threads, queues) =
+            self.start_threads(&audit, &store, &factory, &tokens, &metrics, &shutdown)?;
         let stream_ended = self.wait_and_stop(threads, &queues, &shutdown);
 
         if let Err(err) = store.save() {
@@ -241,8 +242,7 @@ impl Agent {
         &self,
         audit: &Audit,
         store: &Arc<SessionStore>,
-        roots: TrustRoots,
-        http_client: ureq::Agent,
+        factory: &ClientFactory,
         tokens: &Arc<TokenSource>,
         metrics: &Arc<Metrics>,
         shutdown: &Shutdown,
@@ -257,9 +257,14 @@ impl Agent {
             callbacks: self.callbacks.clone(),
             webhook_timeout: Duration::from_secs(3),
         };
+        let webhook_client = match &config.calendar_webhook {
+            Some(url) => factory.client_for(url),
+            None => http::build_client(&factory.roots, factory.timeouts, None),
+        }
+        .map_err(AgentError::Config)?;
         let (calendar, calendar_thread) = calendar::start(
             targets,
-            http_client.clone(),
+            webhook_client,
             audit.clone(),
             Arc::clone(metrics),
             shutdown.clone(),
@@ -276,7 +281,12 @@ impl Agent {
         let queues: Vec<Arc<ShardQueue>> =
             shards.iter().map(|(queue, _)| Arc::clone(queue)).collect();
         let context = Arc::new(WorkerContext {
-            rest: RestClient::new(http_client, &config.api_base),
+            rest: RestClient::new(
+                factory
+                    .client_for(&config.api_base)
+                    .map_err(AgentError::Config)?,
+                &config.api_base,
+            ),
             tokens: Arc::clone(tokens),
             gate: RateGate::default(),
             store: Arc::clone(store),
@@ -322,7 +332,8 @@ impl Agent {
                 states: config.states.clone(),
                 ping_interval: config.ping_interval,
                 exit_on_stream_end: config.exit_on_stream_end,
-                roots,
+                roots: factory.roots.clone(),
+                proxies: factory.proxies.clone(),
             },
             tokens: Arc::clone(tokens),
             dispatcher,

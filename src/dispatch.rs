@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::audit::{Audit, AuditEvent};
 use crate::config::GatewayProfile;
@@ -25,6 +25,9 @@ pub type Shard = (Arc<ShardQueue>, Receiver<()>);
 
 pub struct Dispatcher {
     shards: Vec<Arc<ShardQueue>>,
+    /// One per shard; dropping the dispatcher closes them, which tells the
+    /// workers that no more states will come.
+    doorbells: Vec<Sender<()>>,
     profile: GatewayProfile,
     queue_capacity: usize,
     metrics: Arc<Metrics>,
@@ -53,15 +56,20 @@ impl Dispatcher {
         audit: Audit,
     ) -> (Self, Vec<Shard>) {
         let mut shards = Vec::with_capacity(workers);
+        let mut doorbells = Vec::with_capacity(workers);
         let mut handles = Vec::with_capacity(workers);
         for _ in 0..workers.max(1) {
-            let (queue, wakeups) = ShardQueue::new();
-            let queue = Arc::new(queue);
+            let queue = Arc::new(ShardQueue::default());
+            // One pending wake-up is enough: the worker empties its queue
+            // before it waits again.
+            let (doorbell, wakeups) = crossbeam_channel::bounded(1);
             shards.push(Arc::clone(&queue));
+            doorbells.push(doorbell);
             handles.push((queue, wakeups));
         }
         let dispatcher = Self {
             shards,
+            doorbells,
             profile,
             queue_capacity: queue_capacity.max(1),
             metrics,
@@ -134,7 +142,9 @@ impl Dispatcher {
     pub fn enqueue(&self, pending: Pending) {
         let shard = shard_of(&pending.state.session_id, self.shards.len());
         let coalesce = self.should_coalesce();
-        match self.shards[shard].push(pending, coalesce) {
+        let pushed = self.shards[shard].push(pending, coalesce);
+        let _ = self.doorbells[shard].try_send(());
+        match pushed {
             Pushed::Queued => {
                 self.metrics.backlog.fetch_add(1, Ordering::Relaxed);
             }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use ureq::Agent as HttpAgent;
 use ureq::tls::{TlsConfig, TlsProvider};
 
+use crate::proxy::ProxyTarget;
 use crate::tls::TrustRoots;
 
 /// The User-Agent of every request and of the WebSocket handshake.
@@ -30,22 +31,27 @@ impl Default for Timeouts {
 
 /// Builds a client. Redirects are not followed: a redirect from the API
 /// would carry the bearer token to another place, and the API never sends one.
-pub fn build_client(roots: &TrustRoots, timeouts: Timeouts) -> HttpAgent {
+pub fn build_client(
+    roots: &TrustRoots,
+    timeouts: Timeouts,
+    proxy: Option<&ProxyTarget>,
+) -> Result<HttpAgent, String> {
     let tls = TlsConfig::builder()
         .provider(TlsProvider::NativeTls)
         .root_certs(roots.ureq_roots())
         .build();
-    HttpAgent::config_builder()
+    let proxy = proxy.map(ProxyTarget::to_ureq).transpose()?;
+    Ok(HttpAgent::config_builder()
         .tls_config(tls)
         .timeout_connect(Some(timeouts.connect))
         .timeout_global(Some(timeouts.total))
         .http_status_as_error(false)
         .max_redirects(0)
         .user_agent(USER_AGENT)
-        .proxy(ureq::Proxy::try_from_env())
+        .proxy(proxy)
         .max_idle_connections_per_host(16)
         .build()
-        .into()
+        .into())
 }
 
 /// Reads at most `limit` bytes of a reply body as lossy UTF-8; a body that
@@ -68,5 +74,28 @@ pub fn describe_error(err: &ureq::Error) -> String {
         ureq::Error::Io(io) => format!("i/o error: {io}"),
         ureq::Error::HostNotFound => "host not found".to_owned(),
         other => other.to_string(),
+    }
+}
+
+/// Builds one client per target URL, each with the proxy the environment
+/// names for that URL.
+#[derive(Clone)]
+pub struct ClientFactory {
+    pub roots: TrustRoots,
+    pub proxies: crate::proxy::ProxySettings,
+    pub timeouts: Timeouts,
+}
+
+impl ClientFactory {
+    pub fn client_for(&self, url: &str) -> Result<HttpAgent, String> {
+        let proxy = self.proxies.proxy_for_url(url)?;
+        if let Some(proxy) = &proxy {
+            log::info!(
+                "requests to {} go through proxy {}",
+                crate::event::excerpt(url, 200),
+                proxy.display
+            );
+        }
+        build_client(&self.roots, self.timeouts, proxy.as_ref())
     }
 }

@@ -18,6 +18,7 @@ pub mod http;
 pub mod metrics;
 pub mod metrics_http;
 pub mod monitor;
+pub mod proxy;
 pub mod queue;
 pub mod region;
 pub mod replay;

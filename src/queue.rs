@@ -1,12 +1,13 @@
 //! A shard's queue of pending states. It keeps states in arrival order and
 //! remembers each session's newest pending entry, so that while the agent is
 //! throttled a newer state can take the place of an older pending one
-//! instead of growing the queue. A crossbeam channel only wakes the worker.
+//! instead of growing the queue. The dispatcher wakes the worker through a
+//! separate channel, whose sender it alone holds, so the worker sees the
+//! channel close when the dispatcher is gone.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
 use parking_lot::Mutex;
 
 use crate::event::SessionState;
@@ -30,9 +31,9 @@ pub enum Pushed {
     },
 }
 
+#[derive(Default)]
 pub struct ShardQueue {
     inner: Mutex<Inner>,
-    doorbell: Sender<()>,
 }
 
 #[derive(Default)]
@@ -45,24 +46,10 @@ struct Inner {
 }
 
 impl ShardQueue {
-    /// Creates a queue and the receiver its worker waits on. The doorbell
-    /// holds one message: a ring while the worker is busy is enough, since
-    /// the worker empties the queue before it waits again.
-    pub fn new() -> (Self, Receiver<()>) {
-        let (doorbell, wakeups) = crossbeam_channel::bounded(1);
-        let queue = Self {
-            inner: Mutex::new(Inner::default()),
-            doorbell,
-        };
-        (queue, wakeups)
-    }
-
     /// Adds a state. With `coalesce`, a pending state of the same session is
     /// replaced by whichever of the two has the higher sequence.
     pub fn push(&self, pending: Pending, coalesce: bool) -> Pushed {
-        let pushed = self.inner.lock().push(pending, coalesce);
-        self.ring();
-        pushed
+        self.inner.lock().push(pending, coalesce)
     }
 
     pub fn pop(&self) -> Option<Pending> {
@@ -83,15 +70,6 @@ impl ShardQueue {
         inner.newest.clear();
         inner.head_ticket += inner.items.len() as u64;
         inner.items.drain(..).collect()
-    }
-
-    fn ring(&self) {
-        match self.doorbell.try_send(()) {
-            Ok(()) | Err(TrySendError::Full(())) => {}
-            Err(TrySendError::Disconnected(())) => {
-                log::debug!("shard worker has stopped; state stays queued for the final drain");
-            }
-        }
     }
 }
 
@@ -156,7 +134,7 @@ mod tests {
 
     #[test]
     fn keeps_every_state_in_order_when_not_coalescing() {
-        let (queue, _wakeups) = ShardQueue::new();
+        let queue = ShardQueue::default();
         for (session, sequence) in [("a", 1), ("b", 1), ("a", 2)] {
             assert!(matches!(
                 queue.push(pending(session, sequence), false),
@@ -171,7 +149,7 @@ mod tests {
 
     #[test]
     fn coalescing_keeps_newest_in_place() {
-        let (queue, _wakeups) = ShardQueue::new();
+        let queue = ShardQueue::default();
         queue.push(pending("a", 1), true);
         queue.push(pending("b", 1), true);
         let Pushed::Coalesced { discarded } = queue.push(pending("a", 5), true) else {
@@ -187,7 +165,7 @@ mod tests {
 
     #[test]
     fn coalescing_after_pop_queues_again() {
-        let (queue, _wakeups) = ShardQueue::new();
+        let queue = ShardQueue::default();
         queue.push(pending("a", 1), true);
         assert_eq!(queue.pop().unwrap().state.sequence, 1);
         assert!(matches!(queue.push(pending("a", 2), true), Pushed::Queued));
@@ -200,7 +178,7 @@ mod tests {
 
     #[test]
     fn memory_bounded_by_sessions_while_coalescing() {
-        let (queue, _wakeups) = ShardQueue::new();
+        let queue = ShardQueue::default();
         for sequence in 1..=10_000 {
             queue.push(pending(&format!("s{}", sequence % 20), sequence), true);
         }

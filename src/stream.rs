@@ -46,6 +46,7 @@ pub struct StreamSettings {
     pub ping_interval: Duration,
     pub exit_on_stream_end: bool,
     pub roots: TrustRoots,
+    pub proxies: crate::proxy::ProxySettings,
 }
 
 /// How the reader ended.
@@ -366,7 +367,7 @@ fn open_transport(
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
 
-    let tcp = connect::tcp_via_proxy(host, port, secure, CONNECT_TIMEOUT)?;
+    let tcp = connect::open_tcp(&settings.proxies, host, port, secure, CONNECT_TIMEOUT)?;
     tcp.set_read_timeout(Some(CONNECT_TIMEOUT))
         .map_err(|err| err.to_string())?;
     tcp.set_write_timeout(Some(CONNECT_TIMEOUT))

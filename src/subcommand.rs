@@ -9,7 +9,8 @@ use crate::audit::ReopenSignal;
 use crate::auth::TokenSource;
 use crate::config::Config;
 use crate::event::{self, Frame};
-use crate::http::{self, Timeouts};
+use crate::http::{ClientFactory, Timeouts};
+use crate::proxy::ProxySettings;
 use crate::shutdown::Shutdown;
 use crate::store;
 use crate::stream::{self, StreamSettings};
@@ -127,7 +128,15 @@ pub fn check(config: &Config) -> i32 {
     };
 
     let (audit, _entries) = crate::audit::Audit::capture();
-    let client = http::build_client(&roots, Timeouts::default());
+    let factory = ClientFactory {
+        roots,
+        proxies: ProxySettings::from_env(),
+        timeouts: Timeouts::default(),
+    };
+    let client = match factory.client_for(&config.login_base) {
+        Ok(client) => client,
+        Err(reason) => return report_failure("proxy", &reason, EXIT_CONFIG),
+    };
     let tokens = TokenSource::new(client, &config.login_base, &client_id, &secret, audit);
     let started = Instant::now();
     match tokens.token() {
@@ -143,7 +152,8 @@ pub fn check(config: &Config) -> i32 {
         states: config.states.clone(),
         ping_interval: config.ping_interval,
         exit_on_stream_end: false,
-        roots,
+        roots: factory.roots.clone(),
+        proxies: factory.proxies.clone(),
     };
     let started = Instant::now();
     match stream::probe(&settings, &tokens) {
