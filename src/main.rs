@@ -35,10 +35,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// Crates whose debug or trace output would print request headers, and
+/// so the bearer token: tungstenite dumps the handshake request at trace
+/// level. They are held at info whatever RUST_LOG says.
+const CHATTY_CRATES: [&str; 4] = ["tungstenite", "ureq", "ureq_proto", "native_tls"];
+
 fn init_logging() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format_timestamp_millis()
-        .init();
+    let mut builder =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    builder.format_timestamp_millis();
+    for name in CHATTY_CRATES {
+        builder.filter_module(name, log::LevelFilter::Info);
+    }
+    builder.init();
 }
 
 fn run(config: Config) -> ExitCode {

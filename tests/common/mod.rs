@@ -332,3 +332,67 @@ pub fn session_sequences(entries: &[Value], event: &str) -> Vec<(String, u64)> {
         })
         .collect()
 }
+
+/// A valid event frame for `session` at `sequence`.
+pub fn event_line(session: &str, sequence: u64, codec: &str, directive: &str) -> String {
+    serde_json::json!({
+        "eventType": "videoConferenceEvent",
+        "data": {
+            "sessionId": session,
+            "state": "active",
+            "sequenceNumber": sequence,
+            "participants": [
+                {"userId": "u1", "role": "presenter", "allocatedBitrateKbps": 1500},
+                {"userId": "u2", "role": "participant", "allocatedBitrateKbps": 1000}
+            ],
+            "recording": {"action": directive},
+            "mediaConfig": {"maxBitrate": 4000, "codec": codec}
+        }
+    })
+    .to_string()
+}
+
+/// Writes frames to a script file inside `dir` and returns its path as a string.
+pub fn write_script(dir: &Path, name: &str, lines: &[String]) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, lines.join("\n") + "\n").expect("write script");
+    path.to_str().expect("UTF-8 path").to_owned()
+}
+
+/// Runs the agent once against a simulator replaying `lines`, with the
+/// simulator's `sim_args` and the agent's `agent_args`; returns the run
+/// after the agent exited successfully.
+pub fn run_script(
+    lines: &[String],
+    sim_args: &[&str],
+    agent_args: &[&str],
+) -> (Sim, AgentRun, String) {
+    let scripts = tempfile::tempdir().expect("temporary directory");
+    let script = write_script(scripts.path(), "script.jsonl", lines);
+    let mut args = vec!["--script", script.as_str()];
+    args.extend_from_slice(sim_args);
+    let sim = Sim::start(&args);
+    let mut flags = vec!["--exit-on-stream-end"];
+    flags.extend_from_slice(agent_args);
+    let mut agent = AgentRun::start(&sim, &flags);
+    let (status, stderr) = agent.wait(Duration::from_secs(60));
+    assert!(status.success(), "agent exited with {status}: {stderr}");
+    (sim, agent, stderr)
+}
+
+/// The PUT requests the simulator saw.
+pub fn puts(sim: &Sim) -> Vec<Value> {
+    sim.requests()
+        .into_iter()
+        .filter(|r| r["method"] == "PUT")
+        .collect()
+}
+
+/// Parses an audit timestamp into milliseconds since the epoch.
+pub fn timestamp_ms(entry: &Value) -> u64 {
+    let text = entry["timestamp"].as_str().expect("timestamp");
+    let time = humantime::parse_rfc3339(text).expect("RFC 3339 timestamp");
+    time.duration_since(std::time::UNIX_EPOCH)
+        .expect("after epoch")
+        .as_millis() as u64
+}
