@@ -125,10 +125,10 @@ fn secret_and_tokens_appear_in_no_output() {
 
     let mut tokens: HashSet<String> = HashSet::new();
     for request in sim.requests() {
-        if let Some(value) = request["headers"]["authorization"].as_str() {
-            if let Some(token) = value.strip_prefix("Bearer ") {
-                tokens.insert(token.to_owned());
-            }
+        if let Some(value) = request["headers"]["authorization"].as_str()
+            && let Some(token) = value.strip_prefix("Bearer ")
+        {
+            tokens.insert(token.to_owned());
         }
         assert!(
             !request["path"].as_str().unwrap_or("").contains("simtok"),
