@@ -31,8 +31,18 @@ GENESYS_CLIENT_ID=sim-client GENESYS_CLIENT_SECRET=sim-secret RUST_LOG=${RUST_LO
   "$bin/genesys-video-agent" \
   --login-base "$api" --api-base "$api" --events-url "$events" \
   --audit-log "$out/audit.jsonl" --state-dir "$out/state" \
-  --exit-on-stream-end
+  --exit-on-stream-end --queue-capacity 1000
 
-echo
-echo "dead letters: $(cat "$out/state/dead-letter.jsonl" 2>/dev/null | wc -l)"
-echo "inspect rejected states: grep VALIDATION_FAILED $out/audit.jsonl"
+cat <<TEXT
+
+What the counts mean:
+  STATE_APPLIED      valid states the simulated API accepted
+  STATE_SUPERSEDED   valid states skipped because the API already held that
+                     version or a newer one (the injected 409 races)
+  RATE_LIMITED       429 replies; every worker waited for Retry-After
+  VALIDATION_FAILED  states the gateway would reject, with every violation
+  MALFORMED_EVENT    damaged frames, skipped without stopping the stream
+  CODEC_NEGOTIATION  applied states that switched a session's codec
+dead letters (states given up): $(cat "$out/state/dead-letter.jsonl" 2>/dev/null | wc -l)
+see the rejected states: grep VALIDATION_FAILED $out/audit.jsonl
+TEXT

@@ -96,7 +96,10 @@ impl Dispatcher {
     /// Audits a frame that could not be read as an event.
     pub fn malformed(&self, reason: &str, excerpt: &str) {
         Metrics::add(&self.metrics.malformed_events);
-        log::warn!("skipped malformed frame: {reason}");
+        log::warn!(
+            "skipped malformed frame ({reason}): {}",
+            event::excerpt(excerpt, 80)
+        );
         self.audit.record(
             AuditEvent::MalformedEvent,
             serde_json::json!({"reason": reason, "excerpt": excerpt}),
