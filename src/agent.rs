@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crossbeam_channel::Receiver;
 use serde_json::json;
 
 use crate::audit::{Audit, AuditEvent, AuditTotals, AuditWriter, ReopenSignal};
@@ -25,6 +26,10 @@ use crate::store::{self, InstanceLock, SessionStore};
 use crate::stream::{Reader, ReaderEnd, SocketCutter, StreamSettings};
 use crate::tls::TrustRoots;
 use crate::worker::{self, WorkerContext};
+
+/// Timeout of one calendar webhook call: long enough for a slow calendar,
+/// short enough that a dead one does not hold up the notices behind it.
+const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why the agent could not run.
 #[derive(Debug)]
@@ -211,6 +216,17 @@ impl Agent {
             secret,
             audit.clone(),
         ));
+        // The stop-watch runs from here, so --run-for and signals also end a
+        // start-up that is still waiting for the network. Dropping `_done`
+        // on return releases it.
+        let cutter = SocketCutter::default();
+        let (_done, done_signal) = crossbeam_channel::bounded::<()>(0);
+        spawn_stop_watch(
+            shutdown.clone(),
+            cutter.clone(),
+            config.run_for,
+            done_signal,
+        );
         if !first_token(&tokens, &shutdown)? {
             audit.record(
                 AuditEvent::AgentStopped,
@@ -220,11 +236,12 @@ impl Agent {
         }
 
         let metrics = Arc::new(Metrics::default());
-        let (threads, queues) =
-            self.start_threads(&audit, &store, &factory, &tokens, &metrics, &shutdown)?;
+        let (threads, queues) = self.start_threads(
+            &audit, &store, &factory, &tokens, &metrics, &shutdown, cutter,
+        )?;
         let stream_ended = self.wait_and_stop(threads, &queues, &shutdown);
 
-        if let Err(err) = store.save() {
+        if let Err(err) = store.save().and_then(|()| store.sync_dead_letters()) {
             log::error!("cannot save session memory at stop: {err}");
         }
         let mut totals = metrics.totals_json();
@@ -246,6 +263,7 @@ impl Agent {
         tokens: &Arc<TokenSource>,
         metrics: &Arc<Metrics>,
         shutdown: &Shutdown,
+        cutter: SocketCutter,
     ) -> Result<(Threads, Vec<Arc<ShardQueue>>), AgentError> {
         let config = &self.config;
         let internal =
@@ -255,7 +273,7 @@ impl Agent {
             webhook: config.calendar_webhook.clone(),
             exec: config.calendar_exec.clone(),
             callbacks: self.callbacks.clone(),
-            webhook_timeout: Duration::from_secs(3),
+            webhook_timeout: WEBHOOK_TIMEOUT,
         };
         let webhook_client = match &config.calendar_webhook {
             Some(url) => factory.client_for(url),
@@ -325,7 +343,6 @@ impl Agent {
             None => None,
         };
 
-        let cutter = SocketCutter::default();
         let reader = Reader {
             settings: StreamSettings {
                 url: config.events_url.clone(),
@@ -341,7 +358,7 @@ impl Agent {
             metrics: Arc::clone(metrics),
             shutdown: shutdown.clone(),
             rtt_samples: rtt_sender,
-            cutter: cutter.clone(),
+            cutter,
         };
         let reader = match self.source.clone() {
             Source::Stream => std::thread::Builder::new()
@@ -353,7 +370,6 @@ impl Agent {
                 .spawn(move || crate::replay::feed(&file, &reader.dispatcher, &reader.shutdown))
                 .map_err(internal)?,
         };
-        spawn_cutter(shutdown.clone(), cutter, self.config.run_for);
 
         let threads = Threads {
             reader,
@@ -438,19 +454,26 @@ fn first_token(tokens: &TokenSource, shutdown: &Shutdown) -> Result<bool, AgentE
 
 /// Starts a small thread that ends the run: it triggers the stop after
 /// `--run-for` and cuts the stream socket as soon as a stop is requested.
-fn spawn_cutter(shutdown: Shutdown, cutter: SocketCutter, run_for: Option<Duration>) {
+/// It exits when `done` closes at the end of the run.
+fn spawn_stop_watch(
+    shutdown: Shutdown,
+    cutter: SocketCutter,
+    run_for: Option<Duration>,
+    done: Receiver<()>,
+) {
     let spawned = std::thread::Builder::new()
         .name("stop-watch".into())
         .spawn(move || {
-            let stopped = match run_for {
-                Some(limit) => shutdown.sleep(limit),
-                None => shutdown.channel().recv().is_err(),
-            };
-            if !stopped {
-                log::info!("--run-for elapsed; stopping");
-                shutdown.trigger();
+            let limit = run_for.map_or_else(crossbeam_channel::never, crossbeam_channel::after);
+            crossbeam_channel::select! {
+                recv(shutdown.channel()) -> _ => cutter.cut(),
+                recv(limit) -> _ => {
+                    log::info!("--run-for elapsed; stopping");
+                    shutdown.trigger();
+                    cutter.cut();
+                }
+                recv(done) -> _ => {}
             }
-            cutter.cut();
         });
     if let Err(err) = spawned {
         log::error!("cannot start the stop-watch thread: {err}");

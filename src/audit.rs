@@ -215,9 +215,11 @@ fn open_audit_file(path: &Path) -> io::Result<File> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
     }
+    // Read access lets the torn-tail check look at the last byte.
     let file = OpenOptions::new()
         .create(true)
         .append(true)
+        .read(true)
         .mode(0o600)
         .open(path)?;
     repair_torn_tail(&file)?;

@@ -1,7 +1,7 @@
 //! Calls to the video conference REST API and the classification of their
 //! replies into the outcomes the workers act on.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::backoff::{self, RateBudget};
 use crate::event::SessionState;
@@ -70,13 +70,25 @@ impl RestClient {
         url
     }
 
-    /// Sends the sequence-checked PUT for `state`; `body` is a reusable buffer.
-    pub fn put_state(&self, state: &SessionState, token: &Secret, body: &mut Vec<u8>) -> PutReply {
+    /// Sends the sequence-checked PUT for `state`; `body` is a reusable
+    /// buffer. `deadline` shortens the call's timeout while the agent drains.
+    pub fn put_state(
+        &self,
+        state: &SessionState,
+        token: &Secret,
+        body: &mut Vec<u8>,
+        deadline: Option<Instant>,
+    ) -> PutReply {
         state.write_put_body(body);
         let bearer = format!("Bearer {}", token.expose());
-        let result = self
-            .http
-            .put(self.conference_url(&state.session_id))
+        let mut request = self.http.put(self.conference_url(&state.session_id));
+        if let Some(deadline) = deadline {
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(100));
+            request = request.config().timeout_global(Some(left)).build();
+        }
+        let result = request
             .header("Authorization", &bearer)
             .header("Content-Type", "application/json")
             .header("If-Match", format!("seq={}", state.sequence))

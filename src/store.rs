@@ -197,9 +197,16 @@ impl SessionStore {
     }
 
     /// Appends one dead letter: the whole state, so `replay` can send it
-    /// again, with the reason it was given up. The file is fsynced per line
-    /// because dead letters are rare and must survive a crash.
-    pub fn dead_letter(&self, state: &SessionState, reason: &str) -> Result<(), StoreError> {
+    /// again, with the reason it was given up. With `durable`, the file is
+    /// fsynced at once, because a dead letter must survive a crash; a drain
+    /// that gives up many states at once passes false and calls
+    /// [`SessionStore::sync_dead_letters`] at the end.
+    pub fn dead_letter(
+        &self,
+        state: &SessionState,
+        reason: &str,
+        durable: bool,
+    ) -> Result<(), StoreError> {
         let line = serde_json::json!({
             "timestamp": crate::audit::format_timestamp(SystemTime::now()),
             "reason": reason,
@@ -226,8 +233,19 @@ impl SessionStore {
             return Ok(());
         };
         file.write_all(&bytes)
-            .and_then(|()| file.sync_data())
+            .and_then(|()| if durable { file.sync_data() } else { Ok(()) })
             .map_err(|err| io_error(&path, err))
+    }
+
+    /// Fsyncs the dead-letter file, if one was written.
+    pub fn sync_dead_letters(&self) -> Result<(), StoreError> {
+        let guard = self.dead_letters.lock();
+        match guard.as_ref() {
+            Some(file) => file
+                .sync_data()
+                .map_err(|err| io_error(&self.dir.join(DEAD_LETTER_FILE), err)),
+            None => Ok(()),
+        }
     }
 
     pub fn dead_letter_path(&self) -> PathBuf {

@@ -146,7 +146,12 @@ impl Worker {
             };
 
             attempts += 1;
-            let reply = context.rest.put_state(state, &token, &mut self.body);
+            let reply = context.rest.put_state(
+                state,
+                &token,
+                &mut self.body,
+                context.shutdown.drain_deadline(),
+            );
             if let Some(budget) = reply.budget {
                 context.gate.observe_budget(budget);
             }
@@ -373,7 +378,8 @@ impl Worker {
             state.sequence,
             state.session_id
         );
-        let dead_letter = match context.store.dead_letter(state, reason) {
+        let durable = !context.shutdown.is_stopping();
+        let dead_letter = match context.store.dead_letter(state, reason, durable) {
             Ok(()) => {
                 Metrics::add(&context.metrics.dead_letters);
                 Some(context.store.dead_letter_path().display().to_string())
