@@ -363,7 +363,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SessionStore::open(dir.path()).unwrap();
         store
-            .dead_letter(&state("a", 9), "retries exhausted")
+            .dead_letter(&state("a", 9), "retries exhausted", true)
             .unwrap();
         let text = fs::read_to_string(store.dead_letter_path()).unwrap();
         let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
