@@ -289,12 +289,15 @@ impl Agent {
         )
         .map_err(internal)?;
 
+        // One pending nudge is enough: the monitor reads the live backlog.
+        let (nudge, nudges) = crossbeam_channel::bounded(1);
         let (dispatcher, shards) = Dispatcher::new(
             config.workers,
             config.gateway_profile,
             config.queue_capacity,
             Arc::clone(metrics),
             audit.clone(),
+            nudge,
         );
         let queues: Vec<Arc<ShardQueue>> =
             shards.iter().map(|(queue, _)| Arc::clone(queue)).collect();
@@ -326,6 +329,7 @@ impl Agent {
             store: Arc::clone(store),
             queue_capacity: config.queue_capacity,
             rtt_samples,
+            nudges,
             stop,
         }
         .start()

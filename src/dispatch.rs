@@ -32,6 +32,8 @@ pub struct Dispatcher {
     queue_capacity: usize,
     metrics: Arc<Metrics>,
     audit: Audit,
+    /// Asks the monitor to re-evaluate the throttle flag at once.
+    nudge: Sender<()>,
 }
 
 /// Returns the shard of a session: FNV-1a of its id, so the mapping is the
@@ -54,6 +56,7 @@ impl Dispatcher {
         queue_capacity: usize,
         metrics: Arc<Metrics>,
         audit: Audit,
+        nudge: Sender<()>,
     ) -> (Self, Vec<Shard>) {
         let mut shards = Vec::with_capacity(workers);
         let mut doorbells = Vec::with_capacity(workers);
@@ -74,6 +77,7 @@ impl Dispatcher {
             queue_capacity: queue_capacity.max(1),
             metrics,
             audit,
+            nudge,
         };
         (dispatcher, handles)
     }
@@ -170,7 +174,13 @@ impl Dispatcher {
             return true;
         }
         let utilization = self.metrics.backlog() as f64 / self.queue_capacity as f64;
-        utilization > THROTTLE_UTILIZATION
+        let over = utilization > THROTTLE_UTILIZATION;
+        if over {
+            // The monitor raises and audits the flag; a full channel means
+            // a nudge is already pending.
+            let _ = self.nudge.try_send(());
+        }
+        over
     }
 }
 

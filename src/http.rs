@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use ureq::Agent as HttpAgent;
+use ureq::middleware::{Middleware, MiddlewareNext};
 use ureq::tls::{TlsConfig, TlsProvider};
 
 use crate::proxy::ProxyTarget;
@@ -40,8 +41,9 @@ pub fn build_client(
         .provider(TlsProvider::NativeTls)
         .root_certs(roots.ureq_roots())
         .build();
+    let display = proxy.map(|proxy| proxy.display.clone());
     let proxy = proxy.map(ProxyTarget::to_ureq).transpose()?;
-    Ok(HttpAgent::config_builder()
+    let mut config = HttpAgent::config_builder()
         .tls_config(tls)
         .timeout_connect(Some(timeouts.connect))
         .timeout_global(Some(timeouts.total))
@@ -49,9 +51,32 @@ pub fn build_client(
         .max_redirects(0)
         .user_agent(USER_AGENT)
         .proxy(proxy)
-        .max_idle_connections_per_host(16)
-        .build()
-        .into())
+        .max_idle_connections_per_host(16);
+    if let Some(display) = display {
+        config = config.middleware(NameProxyInErrors { display });
+    }
+    Ok(config.build().into())
+}
+
+/// Adds the proxy (without its password) to ureq's CONNECT failures, which
+/// only carry the proxy's status, so the operator sees which proxy refused.
+struct NameProxyInErrors {
+    display: String,
+}
+
+impl Middleware for NameProxyInErrors {
+    fn handle(
+        &self,
+        request: ureq::http::Request<ureq::SendBody>,
+        next: MiddlewareNext,
+    ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+        next.handle(request).map_err(|err| match err {
+            ureq::Error::ConnectProxyFailed(reason) => {
+                ureq::Error::ConnectProxyFailed(format!("{reason} (proxy {})", self.display))
+            }
+            other => other,
+        })
+    }
 }
 
 /// Reads at most `limit` bytes of a reply body as lossy UTF-8; a body that
@@ -73,6 +98,10 @@ pub fn describe_error(err: &ureq::Error) -> String {
         ureq::Error::Timeout(which) => format!("timed out ({which})"),
         ureq::Error::Io(io) => format!("i/o error: {io}"),
         ureq::Error::HostNotFound => "host not found".to_owned(),
+        ureq::Error::ConnectProxyFailed(reason) => format!("CONNECT tunnel failed: {reason}"),
+        ureq::Error::NativeTls(_) | ureq::Error::Tls(_) => {
+            format!("{err} (for a private CA, pass its certificate with --ca-file)")
+        }
         other => other.to_string(),
     }
 }
@@ -97,5 +126,26 @@ impl ClientFactory {
             );
         }
         build_client(&self.roots, self.timeouts, proxy.as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_errors_point_at_ca_file() {
+        let message = describe_error(&ureq::Error::Tls("certificate verify failed"));
+        assert!(message.contains("certificate verify failed"), "{message}");
+        assert!(message.contains("--ca-file"), "{message}");
+    }
+
+    #[test]
+    fn proxy_failures_keep_their_reason() {
+        let err = ureq::Error::ConnectProxyFailed("proxy server responded 403/403".into());
+        assert_eq!(
+            describe_error(&err),
+            "CONNECT tunnel failed: proxy server responded 403/403"
+        );
     }
 }

@@ -39,6 +39,9 @@ pub struct Monitor {
     pub store: Arc<SessionStore>,
     pub queue_capacity: usize,
     pub rtt_samples: Receiver<Duration>,
+    /// Rung by the dispatcher when the backlog crosses the throttle line,
+    /// so the flag changes without waiting for the next tick.
+    pub nudges: Receiver<()>,
     /// Disconnected when the monitor must stop.
     pub stop: Receiver<()>,
 }
@@ -55,9 +58,17 @@ impl Monitor {
         let mut window = VecDeque::with_capacity(RTT_WINDOW);
         let mut last_report = Instant::now();
         let mut samples_open = true;
+        let mut nudges_open = true;
         loop {
+            // A closed channel is always ready in select!, so its arm is
+            // swapped for never() once its sender is gone.
             let samples = if samples_open {
                 self.rtt_samples.clone()
+            } else {
+                crossbeam_channel::never()
+            };
+            let nudges = if nudges_open {
+                self.nudges.clone()
             } else {
                 crossbeam_channel::never()
             };
@@ -72,6 +83,10 @@ impl Monitor {
                         self.evaluate(&window, &mut last_report);
                     }
                     Err(_) => samples_open = false,
+                },
+                recv(nudges) -> nudge => match nudge {
+                    Ok(()) => self.evaluate(&window, &mut last_report),
+                    Err(_) => nudges_open = false,
                 },
                 recv(ticker) -> _ => {
                     self.evaluate(&window, &mut last_report);

@@ -4,6 +4,7 @@
 
 mod common;
 
+use base64::Engine as _;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, ExitStatus};
 use std::time::Duration;
@@ -13,8 +14,12 @@ use common::{AgentRun, Sim, agent_command, event_line, puts, write_script};
 
 /// Limit for an agent run that ends on its own (stream end or `--run-for`).
 const RUN_LIMIT: Duration = Duration::from_secs(30);
-/// Proxy password with a character that must be percent-encoded in a URL.
-const PROXY_PASSWORD: &str = "p@ss";
+/// Proxy user and password. tinyproxy's `BasicAuth` accepts only letters,
+/// digits, `_`, `.` and `-`, so the URL percent-encodes the `.` (`%2E`) to
+/// check that the agent decodes credentials before it sends them.
+const PROXY_USER: &str = "agent";
+const PROXY_PASSWORD: &str = "proxy-pw.Zq7";
+const PROXY_PASSWORD_ENCODED: &str = "proxy-pw%2EZq7";
 
 /// Three valid states for two sessions.
 fn script_lines() -> Vec<String> {
@@ -343,30 +348,39 @@ fn unrelated_ca_file_is_rejected() {
 
 // ---- Proxies: tinyproxy ----
 
-/// Runs the script through `proxy` named by `variable` and asserts that the
-/// token request, a PUT and the stream's CONNECT all went through it.
+/// Runs the script with the proxy named by `variable` and asserts that the
+/// token request, the PUTs and the stream all went through it. ureq tunnels
+/// plain-HTTP requests with CONNECT too, so tinyproxy logs only `host:port`:
+/// OAuth is addressed as `localhost` and REST as `127.0.0.1` to tell them apart.
 fn assert_all_traffic_proxied(variable: &str) {
     let proxy = Tinyproxy::start(&[]);
     let sim = script_sim(&script_lines(), &[]);
+    let api_port = port_of(&sim.api);
+    let events_port = port_of(&sim.events);
+    let login_base = format!("http://localhost:{api_port}");
     let run = run_agent(
         &sim,
         &[(variable, &proxy.url())],
-        &strings(&["--exit-on-stream-end"]),
+        &strings(&["--login-base", &login_base, "--exit-on-stream-end"]),
     );
 
     assert_states_applied(&run, &sim);
     let requests = proxy.requests();
-    let api_port = port_of(&sim.api);
-    let events_port = port_of(&sim.events);
     let expected = [
-        format!("POST http://127.0.0.1:{api_port}/oauth/token HTTP/1.1"),
-        format!("PUT http://127.0.0.1:{api_port}/api/v2/videoconferences/tls-1 HTTP/1.1"),
-        format!("CONNECT 127.0.0.1:{events_port} HTTP/1.1"),
+        (
+            "token request",
+            format!("CONNECT localhost:{api_port} HTTP/1.1"),
+        ),
+        ("PUT", format!("CONNECT 127.0.0.1:{api_port} HTTP/1.1")),
+        (
+            "stream",
+            format!("CONNECT 127.0.0.1:{events_port} HTTP/1.1"),
+        ),
     ];
-    for line in expected {
+    for (what, line) in expected {
         assert!(
             requests.contains(&line),
-            "{variable}: tinyproxy did not log {line:?}; it logged {requests:#?}"
+            "{variable}: no {what} through tinyproxy ({line:?}); it logged {requests:#?}"
         );
     }
 }
@@ -434,51 +448,76 @@ fn no_proxy_port_skips_only_that_port() {
     );
 }
 
-#[test]
-fn refused_tunnel_names_proxy_and_retries() {
-    // CONNECT is allowed to port 1 only, so the stream's tunnel is refused.
+/// Runs the agent for three seconds through a tinyproxy that allows CONNECT
+/// to port 1 only, and returns the run and the proxy.
+fn run_with_refusing_proxy(sim: &Sim, env: &[(&str, &str)]) -> (Finished, Tinyproxy) {
     let proxy = Tinyproxy::start(&["ConnectPort 1"]);
-    let sim = script_sim(&script_lines(), &[]);
-    let events_port = port_of(&sim.events);
-    let run = run_agent(
-        &sim,
-        &[("HTTP_PROXY", &proxy.url())],
-        &strings(&["--run-for", "3s"]),
-    );
-
+    let mut env = env.to_vec();
+    let url = proxy.url();
+    env.push(("HTTP_PROXY", &url));
+    let run = run_agent(sim, &env, &strings(&["--run-for", "3s"]));
     assert!(
         run.status.success(),
         "the agent should stop cleanly after --run-for, not crash: {}\n{}",
         run.status,
         run.stderr
     );
-    let refusal = format!(
-        "proxy {} refused the tunnel to 127.0.0.1:{events_port}",
-        proxy.url()
-    );
-    assert!(
-        run.stderr.contains(&refusal),
-        "stderr does not contain {refusal:?}:\n{}",
-        run.stderr
-    );
-    let attempts = run.stderr.matches(&refusal).count();
+    assert!(run.agent.audit_of("STREAM_CONNECTED").is_empty());
+    (run, proxy)
+}
+
+/// Asserts that `needle` appears at least twice in stderr (a retry), and
+/// that tinyproxy logged at least two `CONNECT` requests to `port`.
+fn assert_retried(run: &Finished, proxy: &Tinyproxy, needle: &str, port: u16) {
+    let attempts = run.stderr.matches(needle).count();
     assert!(
         attempts >= 2,
-        "expected the stream to be retried, saw {attempts} attempts:\n{}",
+        "expected {needle:?} at least twice (a retry), saw {attempts}:\n{}",
         run.stderr
     );
+    let prefix = format!("CONNECT 127.0.0.1:{port} ");
     let connects = proxy
         .requests()
         .iter()
-        .filter(|line| line.starts_with(&format!("CONNECT 127.0.0.1:{events_port} ")))
+        .filter(|line| line.starts_with(&prefix))
         .count();
-    assert!(connects >= 2, "tinyproxy saw {connects} CONNECT requests");
-    assert!(run.agent.audit_of("STREAM_CONNECTED").is_empty());
+    assert!(
+        connects >= 2,
+        "tinyproxy logged {connects} {prefix:?} requests"
+    );
+}
+
+#[test]
+fn refused_token_tunnel_names_proxy() {
+    let sim = script_sim(&script_lines(), &[]);
+    let (run, proxy) = run_with_refusing_proxy(&sim, &[]);
+
+    let failure = format!(
+        "token request failed: CONNECT tunnel failed: proxy server responded 403/403 (proxy {})",
+        proxy.url()
+    );
+    assert_retried(&run, &proxy, &failure, port_of(&sim.api));
+    assert!(sim.requests().is_empty(), "a request bypassed the proxy");
+}
+
+#[test]
+fn refused_stream_tunnel_names_proxy() {
+    let sim = script_sim(&script_lines(), &[]);
+    // OAuth goes straight to the simulator, so only the stream meets the proxy.
+    let no_proxy = format!("127.0.0.1:{}", port_of(&sim.api));
+    let (run, proxy) = run_with_refusing_proxy(&sim, &[("NO_PROXY", &no_proxy)]);
+
+    let events_port = port_of(&sim.events);
+    let failure = format!(
+        "proxy {} refused the tunnel to 127.0.0.1:{events_port}",
+        proxy.url()
+    );
+    assert_retried(&run, &proxy, &failure, events_port);
 }
 
 #[test]
 fn proxy_credentials_work_and_stay_hidden() {
-    let proxy = Tinyproxy::start(&[&format!("BasicAuth user {PROXY_PASSWORD}")]);
+    let proxy = Tinyproxy::start(&[&format!("BasicAuth {PROXY_USER} {PROXY_PASSWORD}")]);
     let sim = script_sim(&script_lines(), &[]);
     let events_port = port_of(&sim.events);
     let refused = connect_status_line(proxy.port, &format!("127.0.0.1:{events_port}"));
@@ -487,7 +526,10 @@ fn proxy_credentials_work_and_stay_hidden() {
         "tinyproxy should demand credentials, answered {refused:?}"
     );
 
-    let proxy_url = format!("http://user:p%40ss@127.0.0.1:{}", proxy.port);
+    let proxy_url = format!(
+        "http://{PROXY_USER}:{PROXY_PASSWORD_ENCODED}@127.0.0.1:{}",
+        proxy.port
+    );
     let run = run_agent(
         &sim,
         &[("HTTP_PROXY", &proxy_url), ("RUST_LOG", "trace")],
@@ -503,11 +545,12 @@ fn proxy_credentials_work_and_stay_hidden() {
     );
     assert!(
         run.stderr
-            .contains(&format!("http://user:***@127.0.0.1:{}", proxy.port)),
+            .contains(&format!("http://{PROXY_USER}:***@127.0.0.1:{}", proxy.port)),
         "the proxy is not named (with its password hidden) in the log:\n{}",
         run.stderr
     );
-    let basic = "dXNlcjpwQHNz"; // base64("user:p@ss")
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("{PROXY_USER}:{PROXY_PASSWORD}"));
     let mut outputs = vec![
         ("stderr".to_owned(), run.stderr.clone()),
         ("stdout".to_owned(), run.stdout.clone()),
@@ -523,7 +566,7 @@ fn proxy_credentials_work_and_stay_hidden() {
         outputs.push((path.display().to_string(), text));
     }
     for (name, text) in &outputs {
-        for secret in [PROXY_PASSWORD, "p%40ss", basic] {
+        for secret in [PROXY_PASSWORD, PROXY_PASSWORD_ENCODED, basic.as_str()] {
             assert!(
                 !text.contains(secret),
                 "the proxy password ({secret}) appears in {name}"
@@ -630,7 +673,13 @@ fn token_never_in_request_urls() {
     // The 401 revokes the first token, so two tokens are in play.
     let sim = script_sim(&script_lines(), &["--fail-401", "1"]);
     let run = run_agent(&sim, &[], &strings(&["--exit-on-stream-end"]));
-    assert_states_applied(&run, &sim);
+    assert!(run.status.success(), "{}", run.stderr);
+    assert_eq!(
+        run.agent.audit_of("STATE_APPLIED").len(),
+        3,
+        "{}",
+        run.stderr
+    );
 
     let requests = sim.requests();
     let mut tokens = Vec::new();

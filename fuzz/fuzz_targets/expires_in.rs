@@ -33,12 +33,24 @@ fn check_lifetime(lifetime: Option<Duration>) {
     let Some(lifetime) = lifetime else {
         return;
     };
-    assert!(lifetime >= Duration::from_secs(1), "lifetime {lifetime:?} under 1 s");
-    assert!(lifetime <= MAX_LIFETIME, "lifetime {lifetime:?} above the cap");
+    assert!(
+        lifetime >= Duration::from_secs(1),
+        "lifetime {lifetime:?} under 1 s"
+    );
+    assert!(
+        lifetime <= MAX_LIFETIME,
+        "lifetime {lifetime:?} above the cap"
+    );
 
     // The token cache computes its refresh time the same way.
     let margin = refresh_margin(lifetime);
-    assert!(margin < lifetime, "margin {margin:?} not below lifetime {lifetime:?}");
+    assert!(
+        margin < lifetime,
+        "margin {margin:?} not below lifetime {lifetime:?}"
+    );
     let now = Instant::now();
-    assert!(now.checked_add(lifetime).is_some(), "expiry overflows Instant");
+    assert!(
+        now.checked_add(lifetime).is_some(),
+        "expiry overflows Instant"
+    );
 }

@@ -32,6 +32,9 @@ fuzz_target!(|bytes: &[u8]| {
     // later clock never gives a longer wait.
     assert_eq!(at_epoch.is_some(), at_now.is_some(), "{value:?}");
     if let (Some(from_epoch), Some(from_now)) = (at_epoch, at_now) {
-        assert!(from_now <= from_epoch, "{value:?}: {from_now:?} > {from_epoch:?}");
+        assert!(
+            from_now <= from_epoch,
+            "{value:?}: {from_now:?} > {from_epoch:?}"
+        );
     }
 });

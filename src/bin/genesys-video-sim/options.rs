@@ -34,7 +34,7 @@ OAuth:
 Event stream (position is shared by all connections):
   --script FILE             send each non-blank line of FILE verbatim as one text frame
   --events N                generate N valid videoConferenceEvent frames instead
-  --sessions M              spread generated events over M sessions [10]
+  --sessions M              spread generated events over M sessions, at most 1000000 [10]
   --seed S                  seed of the generated load and of tokens [1]
   --invalid-every K         make every K-th generated event invalid; 0 is none [0]
   --rate R                  event frames per second; 0 sends as fast as the socket takes them [0]
@@ -66,6 +66,9 @@ REST faults (each counts down by one per PUT):
 Every fault can be changed at run time: POST /_sim/control with a JSON object
 of the same names in snake_case, for example {\"fail_429\":2,\"pong_delay\":300}.
 ";
+
+/// Maximum `--sessions`. The generator keeps a few bytes of state per session.
+const MAX_SESSIONS: u64 = 1_000_000;
 
 /// Action requested on the command line.
 pub enum Command {
@@ -221,10 +224,10 @@ fn source(script: Option<PathBuf>, load: LoadFlags) -> Result<SourceSpec, UsageE
 
 fn load_spec(events: u64, load: LoadFlags) -> Result<LoadSpec, UsageError> {
     let sessions = load.sessions.unwrap_or(10);
-    if sessions == 0 {
-        return Err(UsageError(
-            "invalid --sessions 0: expected at least 1 session".to_string(),
-        ));
+    if !(1..=MAX_SESSIONS).contains(&sessions) {
+        return Err(UsageError(format!(
+            "invalid --sessions {sessions}: expected 1 to {MAX_SESSIONS} sessions"
+        )));
     }
     Ok(LoadSpec {
         events,
