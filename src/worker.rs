@@ -123,6 +123,7 @@ impl Worker {
         let mut retries = 0u32;
         let mut attempts = 0u32;
         let mut refreshed = false;
+        let mut unanswered = false;
         loop {
             if !context.gate.wait_turn(&context.shutdown) {
                 return give_up(
@@ -157,10 +158,12 @@ impl Worker {
             }
             let (status, reason, delay) = match reply.outcome {
                 PutOutcome::Applied => return Finish::Applied { attempts },
-                PutOutcome::Conflict => match self.resolve_conflict(state, &token) {
-                    Ok(finish) => return finish,
-                    Err(reason) => (Some(409), reason, None),
-                },
+                PutOutcome::Conflict => {
+                    match self.resolve_conflict(state, &token, unanswered, attempts) {
+                        Ok(finish) => return finish,
+                        Err(reason) => (Some(409), reason, None),
+                    }
+                }
                 PutOutcome::RateLimited { retry_after } => {
                     match self.rate_limited(state, retry_after, attempts) {
                         Ok(delay) => (Some(429), "rate limited (HTTP 429)".to_owned(), Some(delay)),
@@ -186,7 +189,10 @@ impl Worker {
                 PutOutcome::ServerError { status } => {
                     (Some(status), format!("server error (HTTP {status})"), None)
                 }
-                PutOutcome::Transport(reason) => (None, reason, None),
+                PutOutcome::Transport(reason) => {
+                    unanswered = true;
+                    (None, reason, None)
+                }
                 PutOutcome::Rejected { status: 403, .. } => {
                     return give_up(
                         Some(403),
@@ -210,13 +216,28 @@ impl Worker {
     /// After a 409, asks the gateway which version it holds. Returns the
     /// finish when another writer already stored this version or a newer
     /// one, or the reason to retry when the gateway lags behind.
+    ///
+    /// When an earlier attempt of this state got no reply (a timeout or a
+    /// reset after the request went out) and the gateway now holds exactly
+    /// this version, that earlier attempt is the one that wrote it: the
+    /// state counts as applied, not superseded.
     fn resolve_conflict(
         &self,
         state: &SessionState,
         token: &crate::secret::Secret,
+        unanswered: bool,
+        attempts: u32,
     ) -> Result<Finish, String> {
         Metrics::add(&self.context.metrics.conflicts);
         match self.context.rest.get_version(&state.session_id, token) {
+            GetOutcome::Version(held) if held == state.sequence && unanswered => {
+                log::info!(
+                    "state {} of session {} was applied by an attempt whose reply was lost",
+                    state.sequence,
+                    state.session_id
+                );
+                Ok(Finish::Applied { attempts })
+            }
             GetOutcome::Version(held) if held >= state.sequence => Ok(Finish::Superseded { held }),
             GetOutcome::Version(held) => Err(format!(
                 "HTTP 409 but the gateway holds version {held}, older than {} (lagging replica)",
