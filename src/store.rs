@@ -7,7 +7,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -24,6 +24,23 @@ pub struct SessionMemory {
     pub sequence: u64,
     pub codec: Codec,
     pub directive: Directive,
+    /// Unix seconds of the last applied state, for forgetting idle sessions.
+    /// Memory written before this field existed counts as fresh.
+    #[serde(default = "unix_now")]
+    pub updated: u64,
+}
+
+/// Sessions with no applied state for this long are forgotten when memory
+/// is saved, so a daemon that runs for months keeps memory bounded by the
+/// sessions of the last week. Forgetting is safe: a late event for a
+/// forgotten session is sent again, and the gateway's If-Match check
+/// answers 409, so it never overwrites a newer state.
+pub const SESSION_MEMORY_TTL: Duration = Duration::from_secs(7 * 86_400);
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 #[derive(Debug)]
@@ -161,6 +178,7 @@ impl SessionStore {
             sequence: state.sequence,
             codec: state.codec,
             directive: state.directive,
+            updated: unix_now(),
         };
         let mut sessions = self.sessions.lock();
         sessions.generation += 1;
@@ -176,7 +194,8 @@ impl SessionStore {
     /// the directory) when something changed since the last save.
     pub fn save(&self) -> Result<(), StoreError> {
         let (snapshot, generation) = {
-            let sessions = self.sessions.lock();
+            let mut sessions = self.sessions.lock();
+            forget_idle(&mut sessions, unix_now());
             if sessions.generation == sessions.saved_generation {
                 return Ok(());
             }
@@ -250,6 +269,20 @@ impl SessionStore {
 
     pub fn dead_letter_path(&self) -> PathBuf {
         self.dir.join(DEAD_LETTER_FILE)
+    }
+}
+
+fn forget_idle(memory: &mut Memory, now: u64) {
+    let oldest = now.saturating_sub(SESSION_MEMORY_TTL.as_secs());
+    let before = memory.map.len();
+    memory.map.retain(|_, session| session.updated >= oldest);
+    let forgotten = before - memory.map.len();
+    if forgotten > 0 {
+        memory.generation += 1;
+        log::info!(
+            "forgot {forgotten} sessions idle for more than {} days",
+            SESSION_MEMORY_TTL.as_secs() / 86_400
+        );
     }
 }
 
@@ -338,6 +371,18 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn idle_sessions_are_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SessionStore::open(dir.path()).unwrap();
+        store.remember(&state("fresh", 1));
+        store.remember(&state("stale", 1));
+        store.sessions.lock().map.get_mut("stale").unwrap().updated = 0;
+        store.save().unwrap();
+        assert!(store.get("fresh").is_some());
+        assert!(store.get("stale").is_none());
     }
 
     #[test]
