@@ -13,6 +13,12 @@ use parking_lot::Mutex;
 use crate::event::SessionState;
 
 /// A state accepted from the stream and not yet finished.
+///
+/// NOTE: pending states live only in memory. A SIGKILL or power loss drops
+/// them without an audit line; after a restart the session's next event
+/// carries its whole state again, so the gateway still converges, but the
+/// dropped versions are never audited. A write-ahead journal would close
+/// that gap.
 #[derive(Debug, Clone)]
 pub struct Pending {
     pub state: SessionState,
