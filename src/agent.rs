@@ -31,7 +31,7 @@ use crate::worker::{self, WorkerContext};
 /// short enough that a dead one does not hold up the notices behind it.
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Why the agent could not run.
+/// A failure that kept the agent from running.
 #[derive(Debug)]
 pub enum AgentError {
     /// A configuration problem found at start-up (exit code 78).
@@ -70,7 +70,7 @@ impl AgentError {
     }
 }
 
-/// What a finished run reports.
+/// The report of a finished run.
 #[derive(Debug, Clone)]
 pub struct RunSummary {
     pub audit: AuditTotals,
@@ -87,7 +87,7 @@ pub struct Agent {
     source: Source,
 }
 
-/// Where states come from.
+/// The source of states.
 #[derive(Clone)]
 enum Source {
     /// The WebSocket event stream (the `run` subcommand).

@@ -134,7 +134,7 @@ impl Audit {
         let _ = self.sender.send(Command::Reopen);
     }
 
-    /// A handle whose entries go nowhere but a channel the caller reads, for tests.
+    /// Creates a handle whose entries go only to a channel the caller reads, for tests.
     pub fn capture() -> (Audit, Receiver<AuditEntry>) {
         let (sender, receiver) = crossbeam_channel::unbounded();
         let (entry_sender, entry_receiver) = crossbeam_channel::unbounded();
@@ -174,7 +174,7 @@ impl Default for ReopenSignal {
     }
 }
 
-/// What the writer reports when it stops.
+/// The writer's totals when it stops.
 #[derive(Debug, Clone, Default)]
 pub struct AuditTotals {
     pub written: u64,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::http::USER_AGENT;
 use crate::proxy::{ProxySettings, ProxyTarget};
 
-/// The longest proxy reply header accepted.
+/// The maximum size of a proxy's reply header.
 const MAX_PROXY_REPLY: usize = 16 * 1024;
 
 /// Connects to `host:port`, through the proxy the environment names for it.

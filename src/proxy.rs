@@ -30,7 +30,7 @@ impl std::fmt::Debug for ProxyTarget {
 }
 
 impl ProxyTarget {
-    /// The proxy as ureq wants it.
+    /// Converts the proxy to ureq's type.
     pub fn to_ureq(&self) -> Result<ureq::Proxy, String> {
         ureq::Proxy::new(self.url.expose())
             .map_err(|err| format!("invalid proxy {}: {err}", self.display))

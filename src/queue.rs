@@ -26,7 +26,7 @@ pub struct Pending {
     pub received_at: Instant,
 }
 
-/// What happened to a pushed state.
+/// The outcome of a push.
 #[derive(Debug)]
 pub enum Pushed {
     Queued,

@@ -11,7 +11,7 @@ use crate::secret::Secret;
 /// Bytes of an error reply body kept in an `UPDATE_FAILED` entry.
 pub const ERROR_BODY_LIMIT: u64 = 1024;
 
-/// What a PUT came to.
+/// The outcome of a PUT.
 #[derive(Debug)]
 pub enum PutOutcome {
     Applied,
@@ -39,7 +39,7 @@ pub struct PutReply {
     pub budget: Option<RateBudget>,
 }
 
-/// What a GET of the conference came to.
+/// The outcome of a GET of the conference.
 #[derive(Debug)]
 pub enum GetOutcome {
     Version(u64),

@@ -18,7 +18,7 @@ pub const SESSIONS_FILE: &str = "sessions.json";
 pub const DEAD_LETTER_FILE: &str = "dead-letter.jsonl";
 pub const LOCK_FILE: &str = "agent.lock";
 
-/// What the agent remembers of a session between states and across restarts.
+/// The agent's memory of a session, kept between states and across restarts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionMemory {
     pub sequence: u64,

@@ -41,7 +41,7 @@ pub struct WorkerContext {
     pub retry_base: Duration,
 }
 
-/// How a state ended.
+/// The end of a state's handling.
 enum Finish {
     Applied {
         attempts: u32,
