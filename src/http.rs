@@ -59,7 +59,8 @@ pub fn build_client(
 }
 
 /// Adds the proxy (without its password) to ureq's CONNECT failures, which
-/// only carry the proxy's status, so the operator sees which proxy refused.
+/// only carry the proxy's status, so the operator sees which proxy rejected
+/// the tunnel.
 struct NameProxyInErrors {
     display: String,
 }

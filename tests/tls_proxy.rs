@@ -4,11 +4,11 @@
 
 mod common;
 
-use base64::Engine as _;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
+use base64::Engine as _;
 use common::servers::{Nginx, TestCa, Tinyproxy, connect_status_line};
 use common::{AgentRun, Sim, agent_command, event_line, puts, write_script};
 
@@ -40,7 +40,7 @@ fn script_sim(lines: &[String], extra: &[&str]) -> Sim {
     Sim::start(&args)
 }
 
-/// The port of a simulator URL such as `ws://127.0.0.1:4000/path`.
+/// Extracts the port from a simulator URL such as `ws://127.0.0.1:4000/path`.
 fn port_of(url: &str) -> u16 {
     let authority = url.split("://").nth(1).unwrap_or(url);
     let authority = authority.split('/').next().unwrap_or(authority);
@@ -109,15 +109,15 @@ fn assert_states_applied(run: &Finished, sim: &Sim) {
 }
 
 /// Asserts that `output` names a certificate problem and points at `--ca-file`.
-fn assert_certificate_failure(output: &str, what: &str) {
+fn assert_certificate_failure(output: &str, context: &str) {
     let lower = output.to_ascii_lowercase();
     assert!(
         lower.contains("certificate"),
-        "{what}: no certificate reason in:\n{output}"
+        "{context}: no certificate reason in:\n{output}"
     );
     assert!(
         output.contains("--ca-file"),
-        "{what}: no --ca-file hint in:\n{output}"
+        "{context}: no --ca-file hint in:\n{output}"
     );
 }
 
@@ -377,10 +377,10 @@ fn assert_all_traffic_proxied(variable: &str) {
             format!("CONNECT 127.0.0.1:{events_port} HTTP/1.1"),
         ),
     ];
-    for (what, line) in expected {
+    for (traffic, line) in expected {
         assert!(
             requests.contains(&line),
-            "{variable}: no {what} through tinyproxy ({line:?}); it logged {requests:#?}"
+            "{variable}: no {traffic} through tinyproxy ({line:?}); it logged {requests:#?}"
         );
     }
 }
@@ -450,7 +450,7 @@ fn no_proxy_port_skips_only_that_port() {
 
 /// Runs the agent for three seconds through a tinyproxy that allows CONNECT
 /// to port 1 only, and returns the run and the proxy.
-fn run_with_refusing_proxy(sim: &Sim, env: &[(&str, &str)]) -> (Finished, Tinyproxy) {
+fn run_with_rejecting_proxy(sim: &Sim, env: &[(&str, &str)]) -> (Finished, Tinyproxy) {
     let proxy = Tinyproxy::start(&["ConnectPort 1"]);
     let mut env = env.to_vec();
     let url = proxy.url();
@@ -488,9 +488,9 @@ fn assert_retried(run: &Finished, proxy: &Tinyproxy, needle: &str, port: u16) {
 }
 
 #[test]
-fn refused_token_tunnel_names_proxy() {
+fn rejected_token_tunnel_names_proxy() {
     let sim = script_sim(&script_lines(), &[]);
-    let (run, proxy) = run_with_refusing_proxy(&sim, &[]);
+    let (run, proxy) = run_with_rejecting_proxy(&sim, &[]);
 
     let failure = format!(
         "token request failed: CONNECT tunnel failed: proxy server responded 403/403 (proxy {})",
@@ -501,11 +501,11 @@ fn refused_token_tunnel_names_proxy() {
 }
 
 #[test]
-fn refused_stream_tunnel_names_proxy() {
+fn rejected_stream_tunnel_names_proxy() {
     let sim = script_sim(&script_lines(), &[]);
     // OAuth goes straight to the simulator, so only the stream meets the proxy.
     let no_proxy = format!("127.0.0.1:{}", port_of(&sim.api));
-    let (run, proxy) = run_with_refusing_proxy(&sim, &[("NO_PROXY", &no_proxy)]);
+    let (run, proxy) = run_with_rejecting_proxy(&sim, &[("NO_PROXY", &no_proxy)]);
 
     let events_port = port_of(&sim.events);
     let failure = format!(
@@ -520,10 +520,10 @@ fn proxy_credentials_work_and_stay_hidden() {
     let proxy = Tinyproxy::start(&[&format!("BasicAuth {PROXY_USER} {PROXY_PASSWORD}")]);
     let sim = script_sim(&script_lines(), &[]);
     let events_port = port_of(&sim.events);
-    let refused = connect_status_line(proxy.port, &format!("127.0.0.1:{events_port}"));
+    let unauthenticated = connect_status_line(proxy.port, &format!("127.0.0.1:{events_port}"));
     assert!(
-        refused.contains(" 407 "),
-        "tinyproxy should demand credentials, answered {refused:?}"
+        unauthenticated.contains(" 407 "),
+        "tinyproxy should require credentials, but replied {unauthenticated:?}"
     );
 
     let proxy_url = format!(

@@ -133,27 +133,27 @@ impl TestCa {
         self.dir.path().join(name)
     }
 
-    /// The test CA's certificate (PEM).
+    /// Returns the path of the test CA's certificate (PEM).
     pub fn ca_file(&self) -> PathBuf {
         self.file("ca.pem")
     }
 
-    /// The unrelated CA's certificate followed by the test CA's.
+    /// Returns the path of a bundle: the unrelated CA's certificate, then the test CA's.
     pub fn bundle_file(&self) -> PathBuf {
         self.file("bundle.pem")
     }
 
-    /// Only the unrelated CA's certificate.
+    /// Returns the path of the unrelated CA's certificate alone.
     pub fn other_ca_file(&self) -> PathBuf {
         self.file("other-ca.pem")
     }
 
-    /// Certificate and key for `localhost` and 127.0.0.1.
+    /// Returns the certificate and key paths for `localhost` and 127.0.0.1.
     pub fn localhost_pair(&self) -> (PathBuf, PathBuf) {
         (self.file("localhost.pem"), self.file("localhost.key"))
     }
 
-    /// Certificate and key for `wrong.example` only.
+    /// Returns the certificate and key paths for `wrong.example` only.
     pub fn wrong_name_pair(&self) -> (PathBuf, PathBuf) {
         (self.file("wrong.pem"), self.file("wrong.key"))
     }
@@ -168,7 +168,7 @@ fn probe_free_port() -> u16 {
         .port()
 }
 
-/// The `host:port` part of a simulator URL such as `ws://127.0.0.1:4000/path`.
+/// Extracts the `host:port` part of a simulator URL such as `ws://127.0.0.1:4000/path`.
 fn authority_of(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
     rest.split('/').next().unwrap_or(rest)
@@ -253,7 +253,8 @@ impl Nginx {
         panic!("nginx did not start: {last_error}");
     }
 
-    /// The OAuth and REST base URL, by host name so the name is verified.
+    /// Returns the OAuth and REST base URL. It names the host `localhost`, so
+    /// the certificate's host name is verified.
     pub fn api_base(&self) -> String {
         format!("https://localhost:{}", self.api_port)
     }
@@ -265,7 +266,7 @@ impl Nginx {
         )
     }
 
-    /// The agent flags that point it at this nginx instead of the simulator.
+    /// Returns the agent flags that point it at this nginx instead of the simulator.
     pub fn agent_flags(&self) -> Vec<String> {
         vec![
             "--login-base".to_owned(),
@@ -277,7 +278,7 @@ impl Nginx {
         ]
     }
 
-    /// The access log: one line per request nginx proxied.
+    /// Reads the access log, one line per request that nginx proxied.
     pub fn access_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
     }
@@ -297,9 +298,9 @@ fn nginx_binary() -> &'static str {
     }
 }
 
-/// The nginx configuration. `master_process off` keeps nginx in one
+/// Builds the nginx configuration. `master_process off` keeps nginx in one
 /// process, so killing the child on drop leaves no orphaned worker behind
-/// and no worker runs as another user that could not read the temp dir.
+/// and no worker switches to a user that cannot enter the temporary directory.
 fn nginx_config(
     dir: &Path,
     sim: &Sim,
@@ -401,17 +402,17 @@ impl Tinyproxy {
         panic!("tinyproxy did not start: {last_error}");
     }
 
-    /// The proxy URL without credentials.
+    /// Returns the proxy URL without credentials.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// The whole log so far.
+    /// Reads the whole log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("tinyproxy.log")).unwrap_or_default()
     }
 
-    /// The request lines tinyproxy logged, such as `CONNECT 127.0.0.1:4000 HTTP/1.1`
+    /// Extracts the request lines that tinyproxy logged, such as `CONNECT 127.0.0.1:4000 HTTP/1.1`
     /// or `PUT http://127.0.0.1:4001/api/v2/... HTTP/1.1`.
     pub fn requests(&self) -> Vec<String> {
         self.log()
@@ -429,8 +430,8 @@ impl Drop for Tinyproxy {
     }
 }
 
-/// Waits until tinyproxy logs `needle` (it logs once it listens), or returns
-/// why it did not.
+/// Waits until tinyproxy logs `needle`, or returns why it did not. tinyproxy
+/// logs "Accepting connections" after it binds its port.
 fn wait_for_log_line(child: &mut Child, log: &Path, needle: &str) -> Result<(), String> {
     let started = Instant::now();
     loop {
