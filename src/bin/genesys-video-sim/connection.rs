@@ -1,5 +1,6 @@
 //! One stream connection after its handshake: the subscription, event frames,
-//! heartbeats, delayed pongs, the end of the stream, and injected drops and silences.
+//! heartbeats, delayed pongs, the end of the stream, injected drops and
+//! silences, and the ping that follows each hostile frame of a script directive.
 //!
 //! The connection's thread writes every frame. A reader thread (see `inbound`)
 //! passes client frames over a channel, so the writer can wait in one
@@ -15,11 +16,12 @@ use crossbeam_channel::{Receiver, TryRecvError, at, bounded, never, select};
 use log::{info, warn};
 use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::Frame;
-use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Bytes, WebSocket};
 
 use crate::inbound::{self, Inbound, ReadSide};
 use crate::options::OnEnd;
+use crate::outgoing::{Outgoing, text_frame};
 use crate::registry::StreamCommand;
 use crate::state::Sim;
 use crate::stats::Stats;
@@ -39,6 +41,9 @@ const INBOUND_CAPACITY: usize = 256;
 const FEED_RECHECK: Duration = Duration::from_millis(100);
 /// A paced stream that fell further behind than this restarts its clock instead of bursting.
 const MAX_CATCH_UP: Duration = Duration::from_secs(1);
+/// Maximum wait for the pong to the ping sent after a hostile frame. A client
+/// that sends no pongs gets the next frames after this wait.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 const HEARTBEAT: &str = r#"{"eventType":"heartbeat"}"#;
 
 /// Reason a connection ended, for the log.
@@ -46,6 +51,8 @@ const HEARTBEAT: &str = r#"{"eventType":"heartbeat"}"#;
 enum End {
     ClientClosed(String),
     Finished,
+    /// A `#close` script line with this close code was sent.
+    ScriptClose(u16),
     Rejected(String),
     Dropped(String),
     Gone(String),
@@ -58,6 +65,7 @@ impl fmt::Display for End {
         match self {
             End::ClientClosed(close) => write!(f, "client closed ({close})"),
             End::Finished => f.write_str("closed normally after the last frame"),
+            End::ScriptClose(code) => write!(f, "closed by a #close script line with code {code}"),
             End::Rejected(reason) => write!(f, "closed with a policy error: {reason}"),
             End::Dropped(reason) => write!(f, "dropped {reason}"),
             End::Gone(reason) => write!(f, "connection lost: {reason}"),
@@ -88,6 +96,13 @@ enum Trigger {
     HalfOpen(u64),
 }
 
+/// A ping sent after a hostile frame. The next frames wait for its pong, which
+/// proves that the client read past the hostile frame and kept the connection.
+struct Probe {
+    payload: Bytes,
+    deadline: Instant,
+}
+
 /// Frames serialized into one buffer and written with one system call per flush.
 struct FrameWriter {
     tcp: TcpStream,
@@ -98,6 +113,10 @@ impl FrameWriter {
     fn queue(&mut self, frame: Frame) {
         // Formatting into a Vec does not fail, because Vec's io::Write implementation returns no errors.
         let _ = frame.format(&mut self.buffer);
+    }
+
+    fn queue_outgoing(&mut self, item: &Outgoing) {
+        item.format_into(&mut self.buffer);
     }
 
     fn flush(&mut self) -> Result<(), End> {
@@ -121,11 +140,12 @@ struct Connection<'a> {
     /// Pongs waiting for the injected delay, oldest first.
     pongs: VecDeque<(Instant, Bytes)>,
     /// Event frames written but not yet flushed.
-    unconfirmed: Vec<Bytes>,
+    unconfirmed: Vec<Outgoing>,
     /// Event frames written on this connection, replays included.
     event_frames: u64,
     next_frame_at: Instant,
     next_heartbeat_at: Option<Instant>,
+    probe: Option<Probe>,
 }
 
 /// Serves an accepted connection until it ends.
@@ -185,6 +205,7 @@ impl<'a> Connection<'a> {
             event_frames: 0,
             next_frame_at: now,
             next_heartbeat_at: None,
+            probe: None,
         }
     }
 
@@ -209,6 +230,7 @@ impl<'a> Connection<'a> {
             self.send_due_heartbeat();
         }
         if matches!(self.phase, Phase::Streaming) {
+            self.expire_probe();
             if self.frame_due() && self.send_frames()? {
                 return Ok(());
             }
@@ -256,6 +278,7 @@ impl<'a> Connection<'a> {
         match self.phase {
             Phase::Streaming => {
                 deadlines.push(self.next_heartbeat_at);
+                deadlines.push(self.probe.as_ref().map(|probe| probe.deadline));
                 let paced = self.sim.settings.rate > 0.0;
                 let recheck = Instant::now() + FEED_RECHECK;
                 deadlines.push(Some(if paced { self.next_frame_at } else { recheck }));
@@ -293,6 +316,16 @@ impl<'a> Connection<'a> {
             Inbound::Text(text) => self.on_text(&text),
             Inbound::Ping(payload) => {
                 self.on_ping(payload);
+                Ok(())
+            }
+            Inbound::Pong(payload) => {
+                if self
+                    .probe
+                    .as_ref()
+                    .is_some_and(|probe| probe.payload == payload)
+                {
+                    self.probe = None;
+                }
                 Ok(())
             }
             Inbound::Close(frame) => self.on_close(frame),
@@ -376,18 +409,24 @@ impl<'a> Connection<'a> {
     }
 
     fn frame_due(&self) -> bool {
-        self.sim.settings.rate <= 0.0 || Instant::now() >= self.next_frame_at
+        self.probe.is_none()
+            && (self.sim.settings.rate <= 0.0 || Instant::now() >= self.next_frame_at)
     }
 
     /// Writes due event frames (a batch when unpaced). Returns true when any was written.
     fn send_frames(&mut self) -> Result<bool, End> {
         let mut written = 0;
         while written < BATCH_FRAMES && self.frame_due() {
-            let Some(frame) = self.sim.feed.lock().take() else {
+            let Some(item) = self.sim.feed.lock().take() else {
                 break;
             };
-            self.out.queue(text_frame(frame.clone()));
-            self.unconfirmed.push(frame);
+            self.out.queue_outgoing(&item);
+            let close_code = match &item {
+                Outgoing::Close { code, .. } => Some(*code),
+                _ => None,
+            };
+            let hostile = item.is_hostile();
+            self.unconfirmed.push(item);
             self.event_frames += 1;
             written += 1;
             self.advance_frame_clock();
@@ -396,9 +435,46 @@ impl<'a> Connection<'a> {
                 self.fire(trigger)?;
                 return Ok(true);
             }
+            if let Some(code) = close_code {
+                self.flush_frames()?;
+                self.await_close_reply(End::ScriptClose(code));
+                return Ok(true);
+            }
+            if hostile {
+                self.flush_frames()?;
+                self.start_probe()?;
+                return Ok(true);
+            }
         }
         self.flush_frames()?;
         Ok(written > 0)
+    }
+
+    /// Sends a ping after a hostile frame and delays the next frames until its pong.
+    fn start_probe(&mut self) -> Result<(), End> {
+        let payload = Bytes::from(format!("after-frame-{}", self.event_frames));
+        self.out.queue(Frame::ping(payload.clone()));
+        self.out.flush()?;
+        self.probe = Some(Probe {
+            payload,
+            deadline: Instant::now() + PROBE_TIMEOUT,
+        });
+        Ok(())
+    }
+
+    fn expire_probe(&mut self) {
+        if self
+            .probe
+            .as_ref()
+            .is_some_and(|probe| probe.deadline <= Instant::now())
+        {
+            warn!(
+                "stream connection {}: no pong within {}s after a hostile frame; sending the next frames anyway",
+                self.id,
+                PROBE_TIMEOUT.as_secs()
+            );
+            self.probe = None;
+        }
     }
 
     fn advance_frame_clock(&mut self) {
@@ -485,9 +561,14 @@ impl<'a> Connection<'a> {
     fn start_close(&mut self, code: CloseCode, reason: &str, end: End) -> Result<(), End> {
         self.queue_close(code, reason);
         self.out.flush()?;
+        self.await_close_reply(end);
+        Ok(())
+    }
+
+    /// Waits for the client's close frame after ours was sent, at most `CLOSE_TIMEOUT`.
+    fn await_close_reply(&mut self, end: End) {
         self.phase = Phase::Closing { end };
         self.phase_deadline = Some(Instant::now() + CLOSE_TIMEOUT);
-        Ok(())
     }
 
     fn queue_close(&mut self, code: CloseCode, reason: &str) {
@@ -508,10 +589,6 @@ impl<'a> Connection<'a> {
             self.sim.feed.lock().give_back(frames);
         }
     }
-}
-
-fn text_frame(payload: Bytes) -> Frame {
-    Frame::message(payload, OpCode::Data(Data::Text), true)
 }
 
 fn reader_stopped() -> End {

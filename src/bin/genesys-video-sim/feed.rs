@@ -6,26 +6,25 @@
 //! last frames are scheduled again to give the client duplicates.
 
 use std::collections::VecDeque;
-use std::io;
 use std::path::Path;
-
-use tungstenite::Bytes;
 
 use crate::faults::MAX_REPLAY_OVERLAP;
 use crate::load::{LoadGenerator, LoadSpec};
+use crate::outgoing::Outgoing;
+use crate::script;
 
 enum Source {
     Silent,
-    Script { lines: Vec<Bytes>, next: usize },
+    Script { items: Vec<Outgoing>, next: usize },
     Load(LoadGenerator),
 }
 
 pub struct Feed {
     source: Source,
     /// Frames to send before the next new one: given-back and replayed frames.
-    front: VecDeque<Bytes>,
+    front: VecDeque<Outgoing>,
     /// Last confirmed frames, newest at the back, at most `MAX_REPLAY_OVERLAP`.
-    recent: VecDeque<Bytes>,
+    recent: VecDeque<Outgoing>,
     /// Frames taken but neither confirmed nor given back.
     in_flight: usize,
 }
@@ -36,13 +35,14 @@ impl Feed {
         Self::with_source(Source::Silent)
     }
 
-    /// Reads a JSONL script. Each non-blank line becomes one frame, byte for byte.
-    pub fn script(path: &Path) -> io::Result<Self> {
-        let content = std::fs::read(path)?;
-        Ok(Self::with_source(Source::Script {
-            lines: script_lines(&content),
-            next: 0,
-        }))
+    /// Reads a JSONL script: each non-blank line becomes one frame, byte for
+    /// byte, apart from the `#` directives and comments that `script` describes.
+    pub fn script(path: &Path) -> Result<Self, String> {
+        let content = std::fs::read(path)
+            .map_err(|e| format!("reading the script {} failed: {e}", path.display()))?;
+        let items = script::parse(&content)
+            .map_err(|e| format!("invalid script {}, {e}", path.display()))?;
+        Ok(Self::with_source(Source::Script { items, next: 0 }))
     }
 
     pub fn load(spec: LoadSpec) -> Self {
@@ -67,32 +67,32 @@ impl Feed {
     pub fn total(&self) -> u64 {
         match &self.source {
             Source::Silent => 0,
-            Source::Script { lines, .. } => lines.len() as u64,
+            Source::Script { items, .. } => items.len() as u64,
             Source::Load(generator) => generator.total(),
         }
     }
 
     /// Takes the next frame to send, if any is left.
-    pub fn take(&mut self) -> Option<Bytes> {
+    pub fn take(&mut self) -> Option<Outgoing> {
         let frame = self.front.pop_front().or_else(|| self.next_new())?;
         self.in_flight += 1;
         Some(frame)
     }
 
-    fn next_new(&mut self) -> Option<Bytes> {
+    fn next_new(&mut self) -> Option<Outgoing> {
         match &mut self.source {
             Source::Silent => None,
-            Source::Script { lines, next } => {
-                let line = lines.get(*next)?.clone();
+            Source::Script { items, next } => {
+                let item = items.get(*next)?.clone();
                 *next += 1;
-                Some(line)
+                Some(item)
             }
-            Source::Load(generator) => generator.next_frame(),
+            Source::Load(generator) => generator.next_frame().map(Outgoing::Text),
         }
     }
 
     /// Records frames that reached the socket, oldest first.
-    pub fn confirm(&mut self, frames: &[Bytes]) {
+    pub fn confirm(&mut self, frames: &[Outgoing]) {
         self.in_flight = self.in_flight.saturating_sub(frames.len());
         for frame in frames {
             if self.recent.len() == MAX_REPLAY_OVERLAP as usize {
@@ -103,7 +103,7 @@ impl Feed {
     }
 
     /// Puts back frames whose write failed, oldest first, so they are sent next.
-    pub fn give_back(&mut self, frames: Vec<Bytes>) {
+    pub fn give_back(&mut self, frames: Vec<Outgoing>) {
         self.in_flight = self.in_flight.saturating_sub(frames.len());
         for frame in frames.into_iter().rev() {
             self.front.push_front(frame);
@@ -129,35 +129,31 @@ impl Feed {
     fn source_exhausted(&self) -> bool {
         match &self.source {
             Source::Silent => true,
-            Source::Script { lines, next } => *next >= lines.len(),
+            Source::Script { items, next } => *next >= items.len(),
             Source::Load(generator) => generator.remaining() == 0,
         }
     }
 }
 
-/// Splits a script into its non-blank lines, without the line terminators.
-fn script_lines(content: &[u8]) -> Vec<Bytes> {
-    content
-        .split(|&byte| byte == b'\n')
-        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
-        .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
-        .map(Bytes::copy_from_slice)
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tungstenite::Bytes;
 
     fn script_feed(content: &str) -> Feed {
         Feed::with_source(Source::Script {
-            lines: script_lines(content.as_bytes()),
+            items: script::parse(content.as_bytes()).unwrap(),
             next: 0,
         })
     }
 
-    fn take_all(feed: &mut Feed) -> Vec<Bytes> {
+    fn take_all(feed: &mut Feed) -> Vec<Outgoing> {
         std::iter::from_fn(|| feed.take()).collect()
+    }
+
+    fn texts(lines: &[&'static str]) -> Vec<Outgoing> {
+        let text = |line: &&'static str| Outgoing::Text(Bytes::from_static(line.as_bytes()));
+        lines.iter().map(text).collect()
     }
 
     #[test]
@@ -167,21 +163,34 @@ mod tests {
     }
 
     #[test]
+    fn directives_are_one_position_each() {
+        let mut feed = script_feed("#close 4000\n# comment\n#fragmented 2 {}\na\n");
+        assert_eq!(feed.total(), 3);
+        assert_eq!(
+            feed.take(),
+            Some(Outgoing::Close {
+                code: 4000,
+                reason: String::new()
+            })
+        );
+    }
+
+    #[test]
     fn given_back_frames_come_first() {
         let mut feed = script_feed("a\nb\nc\n");
         let first = feed.take().unwrap();
         let second = feed.take().unwrap();
         feed.give_back(vec![first, second]);
-        assert_eq!(take_all(&mut feed), vec!["a", "b", "c"]);
+        assert_eq!(take_all(&mut feed), texts(&["a", "b", "c"]));
     }
 
     #[test]
     fn replay_resends_last_frames() {
         let mut feed = script_feed("a\nb\nc\nd\n");
-        let sent: Vec<Bytes> = (0..3).filter_map(|_| feed.take()).collect();
+        let sent: Vec<Outgoing> = (0..3).filter_map(|_| feed.take()).collect();
         feed.confirm(&sent);
         feed.schedule_replay(2);
-        assert_eq!(take_all(&mut feed), vec!["b", "c", "d"]);
+        assert_eq!(take_all(&mut feed), texts(&["b", "c", "d"]));
     }
 
     #[test]

@@ -1,20 +1,15 @@
-//! The HTTP listener: a small pool of threads that read requests and route them.
+//! Requests and replies of the API listener, and their routing to the OAuth,
+//! REST and control handlers. `http1` reads and writes them on the wire.
 
 use std::collections::BTreeMap;
-use std::io::{self, Read};
-use std::sync::Arc;
-use std::thread::{self, JoinHandle};
 
-use log::{debug, warn};
+use log::debug;
 use serde_json::{Value, json};
-use tiny_http::{Header, Request, Response, Server};
 
 use crate::requests::RecordedRequest;
 use crate::state::Sim;
 use crate::{control, oauth, rest};
 
-/// Maximum request body size in bytes. Bigger bodies get 413.
-const MAX_BODY_BYTES: u64 = 1 << 20;
 const REST_PREFIX: &str = "/api/v2/videoconferences/";
 
 /// A request read in full, with header names in lower case.
@@ -29,6 +24,7 @@ pub struct Exchange {
 }
 
 /// The status, headers and body to send back.
+#[derive(Debug)]
 pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
@@ -80,44 +76,15 @@ impl Reply {
     }
 }
 
-/// Starts `count` threads that serve requests until `Server::unblock` is called once per thread.
-pub fn spawn_workers(
-    sim: &Arc<Sim>,
-    server: &Arc<Server>,
-    count: usize,
-) -> io::Result<Vec<JoinHandle<()>>> {
-    (0..count)
-        .map(|index| {
-            let sim = Arc::clone(sim);
-            let server = Arc::clone(server);
-            thread::Builder::new()
-                .name(format!("http-{index}"))
-                .spawn(move || serve(&sim, &server))
-        })
-        .collect()
-}
-
-fn serve(sim: &Sim, server: &Server) {
-    for request in server.incoming_requests() {
-        handle(sim, request);
+/// Routes one request, logs it and records it for `GET /_sim/requests`.
+/// Requests to the control API itself are not recorded.
+pub fn respond(sim: &Sim, exchange: &Exchange) -> Reply {
+    let reply = route(sim, exchange);
+    debug!("{} {} -> {}", exchange.method, exchange.path, reply.status);
+    if !exchange.path.starts_with("/_sim/") {
+        sim.requests.record(exchange.record(reply.status));
     }
-}
-
-fn handle(sim: &Sim, mut request: Request) {
-    let reply = match read_exchange(&mut request) {
-        Ok(exchange) => {
-            let reply = route(sim, &exchange);
-            debug!("{} {} -> {}", exchange.method, exchange.path, reply.status);
-            if !exchange.path.starts_with("/_sim/") {
-                sim.requests.record(exchange.record(reply.status));
-            }
-            reply
-        }
-        Err(reply) => reply,
-    };
-    if let Err(error) = request.respond(to_response(reply)) {
-        debug!("sending an HTTP reply failed: {error}");
-    }
+    reply
 }
 
 fn route(sim: &Sim, exchange: &Exchange) -> Reply {
@@ -148,55 +115,6 @@ pub fn method_not_allowed(allowed: &str) -> Reply {
         &format!("allowed methods: {allowed}"),
     )
     .with_header("Allow", allowed)
-}
-
-fn read_exchange(request: &mut Request) -> Result<Exchange, Reply> {
-    let mut body = Vec::new();
-    let read = request
-        .as_reader()
-        .take(MAX_BODY_BYTES + 1)
-        .read_to_end(&mut body);
-    if let Err(error) = read {
-        return Err(Reply::error(
-            400,
-            "bad_request",
-            &format!("reading the body failed: {error}"),
-        ));
-    }
-    if body.len() as u64 > MAX_BODY_BYTES {
-        let message = format!("request body is over {MAX_BODY_BYTES} bytes");
-        return Err(Reply::error(413, "payload_too_large", &message));
-    }
-    let url = request.url().to_string();
-    let path = url.split('?').next().unwrap_or_default().to_string();
-    let headers = request
-        .headers()
-        .iter()
-        .map(|h| {
-            (
-                h.field.as_str().as_str().to_ascii_lowercase(),
-                h.value.as_str().to_string(),
-            )
-        })
-        .collect();
-    Ok(Exchange {
-        method: request.method().as_str().to_string(),
-        url,
-        path,
-        headers,
-        body,
-    })
-}
-
-fn to_response(reply: Reply) -> Response<io::Cursor<Vec<u8>>> {
-    let mut response = Response::from_data(reply.body).with_status_code(reply.status);
-    for (name, value) in &reply.headers {
-        match Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-            Ok(header) => response.add_header(header),
-            Err(()) => warn!("skipping reply header {name} with a value that is not ASCII"),
-        }
-    }
-    response
 }
 
 /// Collects headers into a map, joining repeated names with ", ".

@@ -20,6 +20,7 @@ use tungstenite::{Bytes, Error, Message, WebSocket};
 pub enum Inbound {
     Text(String),
     Ping(Bytes),
+    Pong(Bytes),
     Close(Option<CloseFrame>),
     /// The connection ended, with the reason for the log.
     Ended(String),
@@ -90,7 +91,8 @@ fn read_frames(mut socket: WebSocket<ReadSide>, inbound: &Sender<Inbound>) {
                 debug!("ignoring a binary frame of {} bytes", payload.len());
                 continue;
             }
-            Ok(Message::Pong(_) | Message::Frame(_)) => continue,
+            Ok(Message::Pong(payload)) => Inbound::Pong(payload),
+            Ok(Message::Frame(_)) => continue,
             Err(Error::ConnectionClosed | Error::AlreadyClosed) => {
                 Inbound::Ended("closed".to_string())
             }

@@ -12,16 +12,20 @@ mod control;
 mod faults;
 mod feed;
 mod http;
+mod http1;
+mod http_server;
 mod inbound;
 mod load;
 mod oauth;
 mod options;
+mod outgoing;
 mod put_body;
 mod ratelimit;
 mod registry;
 mod requests;
 mod rest;
 mod rng;
+mod script;
 mod state;
 mod stats;
 mod stream;
@@ -39,20 +43,17 @@ use crossbeam_channel::{Receiver, after, bounded, never, select};
 use log::{error, info, warn};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use tiny_http::Server;
 
 use crate::feed::Feed;
+use crate::http_server::{ApiHandle, ApiServer};
 use crate::options::{Command, Options, SourceSpec};
 use crate::state::{Settings, Sim};
 
-/// Number of HTTP worker threads. Each one blocks during an injected latency,
-/// so there are more of them than the agent's default four workers.
-const HTTP_THREADS: usize = 16;
 /// Maximum wait on stop for stream connections to send their close frames.
 const STOP_GRACE: Duration = Duration::from_secs(1);
 /// Exit status for an invalid command line (sysexits EX_USAGE).
 const EXIT_USAGE: u8 = 64;
-/// Exit status when the script cannot be read or a listener cannot be bound.
+/// Exit status when the script cannot be read or parsed, or a listener cannot be bound.
 const EXIT_FAILURE: u8 = 1;
 
 fn main() -> ExitCode {
@@ -84,10 +85,7 @@ fn main() -> ExitCode {
 fn run(options: Options) -> Result<(), String> {
     let feed = build_feed(&options.source)?;
     let (server, events) = bind(&options)?;
-    let api_address = server
-        .server_addr()
-        .to_ip()
-        .ok_or("the API listener has no IP address")?;
+    let api_address = server.local_addr();
     let events_address = events
         .local_addr()
         .map_err(|e| format!("reading the events listener address failed: {e}"))?;
@@ -114,44 +112,43 @@ fn run(options: Options) -> Result<(), String> {
         connection_token,
     );
     let sim = Arc::new(sim);
-    let server = Arc::new(server);
-    let signals = start_threads(&sim, &server, events)?;
+    let (api, signals) = start_threads(&sim, server, events)?;
 
     announce(api_address, events_address);
     wait_for_stop(&signals, options.exit_after);
     drop(stop_sender);
-    stop(&sim, &server, &connections_gone);
+    stop(&sim, api, &connections_gone);
     Ok(())
 }
 
-fn bind(options: &Options) -> Result<(Server, TcpListener), String> {
+fn bind(options: &Options) -> Result<(ApiServer, TcpListener), String> {
     let api = options.listen_api;
-    let server =
-        Server::http(api).map_err(|e| format!("binding the API listener to {api} failed: {e}"))?;
+    let server = ApiServer::bind(api)
+        .map_err(|e| format!("binding the API listener to {api} failed: {e}"))?;
     let events = options.listen_events;
     let listener = TcpListener::bind(events)
         .map_err(|e| format!("binding the events listener to {events} failed: {e}"))?;
     Ok((server, listener))
 }
 
-/// Starts the HTTP workers, the stream listener and the signal watcher.
+/// Starts the API listener, the stream listener and the signal watcher.
 fn start_threads(
     sim: &Arc<Sim>,
-    server: &Arc<Server>,
+    server: ApiServer,
     events: TcpListener,
-) -> Result<Receiver<i32>, String> {
+) -> Result<(ApiHandle, Receiver<i32>), String> {
     let spawn_error = |e: io::Error| format!("starting a thread failed: {e}");
-    http::spawn_workers(sim, server, HTTP_THREADS).map_err(spawn_error)?;
+    let api = server.spawn(Arc::clone(sim)).map_err(spawn_error)?;
     stream::spawn_listener(Arc::clone(sim), events).map_err(spawn_error)?;
-    watch_signals().map_err(|e| format!("installing signal handlers failed: {e}"))
+    let signals = watch_signals().map_err(|e| format!("installing signal handlers failed: {e}"))?;
+    Ok((api, signals))
 }
 
 fn build_feed(source: &SourceSpec) -> Result<Feed, String> {
     match source {
         SourceSpec::Silent => Ok(Feed::silent()),
         SourceSpec::Load(spec) => Ok(Feed::load(*spec)),
-        SourceSpec::Script(path) => Feed::script(path)
-            .map_err(|e| format!("reading the script {} failed: {e}", path.display())),
+        SourceSpec::Script(path) => Feed::script(path),
     }
 }
 
@@ -191,10 +188,8 @@ fn wait_for_stop(signals: &Receiver<i32>, exit_after: Option<Duration>) {
 }
 
 /// Stops serving, lets stream connections close, and prints the summary line.
-fn stop(sim: &Sim, server: &Server, connections_gone: &Receiver<()>) {
-    for _ in 0..HTTP_THREADS {
-        server.unblock();
-    }
+fn stop(sim: &Sim, api: ApiHandle, connections_gone: &Receiver<()>) {
+    api.stop();
     sim.release_connection_token();
     // Disconnects once every connection thread has dropped its token.
     let _ = connections_gone.recv_timeout(STOP_GRACE);

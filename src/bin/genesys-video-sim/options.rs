@@ -32,7 +32,17 @@ OAuth:
   --reject-credentials      answer every token request with 401 invalid_client
 
 Event stream (position is shared by all connections):
-  --script FILE             send each non-blank line of FILE verbatim as one text frame
+  --script FILE             send each non-blank line of FILE verbatim as one text frame;
+                            lines starting with # are comments, except these directives,
+                            each one frame position (for --drop-after and the like):
+                              #binary TEXT          TEXT as a binary frame
+                              #invalid-utf8         a text frame with the bytes FF FE in
+                                                    an event's sessionId (not UTF-8)
+                              #fragmented N JSON    JSON as one message in N frames
+                                                    (2 <= N <= its length in bytes)
+                              #oversized N          a text frame of exactly N bytes,
+                                                    {\"eventType\":\"heartbeat\",\"padding\":\"xx...\"}
+                              #close CODE [REASON]  a close frame with any code 0-65535
   --events N                generate N valid videoConferenceEvent frames instead
   --sessions M              spread generated events over M sessions, at most 1000000 [10]
   --seed S                  seed of the generated load and of tokens [1]
