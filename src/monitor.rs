@@ -1,6 +1,12 @@
 //! The monitor thread: it turns RTT samples and the backlog into the
 //! stability score and the throttled flag, audits `PIPELINE_METRICS`, and
 //! saves per-session memory once a second.
+//!
+//! Pings follow `--ping-interval`, but the stream reader sends them: it is
+//! the only thread that may touch the socket, and it sleeps in a blocking
+//! read whose timeout ends at the next ping, so an idle agent wakes once
+//! per interval instead of once per monitor tick. The reader sends each
+//! round trip here over a channel.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
