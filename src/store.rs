@@ -148,7 +148,10 @@ impl SessionStore {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         ensure_state_dir(dir)?;
         warn_if_open_to_others(dir);
-        let map = load_snapshot(&dir.join(SESSIONS_FILE))?;
+        let map = match load_snapshot(&dir.join(SESSIONS_FILE)) {
+            Err(StoreError::Corrupt { path, reason }) => set_aside_corrupt(&path, &reason)?,
+            other => other?,
+        };
         remove_stale_temporaries(dir);
         Ok(Self {
             dir: dir.to_path_buf(),
@@ -286,6 +289,26 @@ fn forget_idle(memory: &mut Memory, now: u64) {
     }
 }
 
+/// Moves a damaged snapshot aside and starts with empty memory, instead of
+/// refusing to start: with no memory the agent only sends states again, and
+/// the gateway's If-Match check rejects any that are not newer.
+fn set_aside_corrupt(
+    path: &Path,
+    reason: &str,
+) -> Result<HashMap<String, SessionMemory>, StoreError> {
+    let stamp = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let aside = path.with_extension(format!("json.damaged-{stamp}"));
+    fs::rename(path, &aside).map_err(|err| io_error(path, err))?;
+    log::error!(
+        "session memory {} is damaged ({reason}); moved it to {} and starting with empty memory",
+        path.display(),
+        aside.display()
+    );
+    Ok(HashMap::new())
+}
+
 fn load_snapshot(path: &Path) -> Result<HashMap<String, SessionMemory>, StoreError> {
     let bytes = match fs::read(path) {
         Ok(bytes) => bytes,
@@ -386,11 +409,22 @@ mod tests {
     }
 
     #[test]
-    fn corrupt_snapshot_is_reported() {
+    fn corrupt_snapshot_is_set_aside() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join(SESSIONS_FILE), b"{\"version\":1,\"sess").unwrap();
-        let err = SessionStore::open(dir.path()).err().unwrap();
-        assert!(err.to_string().contains("damaged"), "{err}");
+        let store = SessionStore::open(dir.path()).unwrap();
+        assert!(store.is_empty());
+        assert!(!dir.path().join(SESSIONS_FILE).exists());
+        let aside: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("sessions.json.damaged-")
+            })
+            .collect();
+        assert_eq!(aside.len(), 1);
     }
 
     #[test]
