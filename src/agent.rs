@@ -15,6 +15,7 @@ use crate::calendar::{self, Callback, Notice, Targets};
 use crate::config::Config;
 use crate::dispatch::Dispatcher;
 use crate::http::{self, ClientFactory, Timeouts};
+use crate::journal::{Journal, Recovered};
 use crate::metrics::Metrics;
 use crate::monitor::Monitor;
 use crate::proxy::ProxySettings;
@@ -236,13 +237,23 @@ impl Agent {
         }
 
         let metrics = Arc::new(Metrics::default());
+        let (journal, recovered) = Journal::open(&config.state_dir);
+        let journal = Arc::new(journal);
         let (threads, queues) = self.start_threads(
-            &audit, &store, &factory, &tokens, &metrics, &shutdown, cutter,
+            &audit,
+            &store,
+            &factory,
+            &tokens,
+            &metrics,
+            &shutdown,
+            cutter,
+            (&journal, recovered),
         )?;
         let stream_ended = self.wait_and_stop(threads, &queues, &shutdown);
 
-        if let Err(err) = store.save().and_then(|()| store.sync_dead_letters()) {
-            log::error!("cannot save session memory at stop: {err}");
+        match store.save().and_then(|()| store.sync_dead_letters()) {
+            Ok(()) => journal.prune(true),
+            Err(err) => log::error!("cannot save session memory at stop: {err}"),
         }
         let mut totals = metrics.totals_json();
         if let Some(map) = totals.as_object_mut() {
@@ -264,6 +275,7 @@ impl Agent {
         metrics: &Arc<Metrics>,
         shutdown: &Shutdown,
         cutter: SocketCutter,
+        (journal, recovered): (&Arc<Journal>, Vec<Recovered>),
     ) -> Result<(Threads, Vec<Arc<ShardQueue>>), AgentError> {
         let config = &self.config;
         let internal =
@@ -298,7 +310,9 @@ impl Agent {
             Arc::clone(metrics),
             audit.clone(),
             nudge,
+            Arc::clone(journal),
         );
+        dispatcher.enqueue_recovered(recovered);
         let queues: Vec<Arc<ShardQueue>> =
             shards.iter().map(|(queue, _)| Arc::clone(queue)).collect();
         let context = Arc::new(WorkerContext {
@@ -311,6 +325,7 @@ impl Agent {
             tokens: Arc::clone(tokens),
             gate: RateGate::default(),
             store: Arc::clone(store),
+            journal: Arc::clone(journal),
             metrics: Arc::clone(metrics),
             audit: audit.clone(),
             calendar,
@@ -327,6 +342,7 @@ impl Agent {
             metrics: Arc::clone(metrics),
             audit: audit.clone(),
             store: Arc::clone(store),
+            journal: Arc::clone(journal),
             queue_capacity: config.queue_capacity,
             rtt_samples,
             nudges,

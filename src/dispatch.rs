@@ -12,6 +12,7 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::audit::{Audit, AuditEvent};
 use crate::config::GatewayProfile;
 use crate::event::{self, Frame};
+use crate::journal::{Journal, Recovered};
 use crate::metrics::Metrics;
 use crate::queue::{Pending, Pushed, ShardQueue};
 use crate::validate;
@@ -34,6 +35,7 @@ pub struct Dispatcher {
     audit: Audit,
     /// Asks the monitor to re-evaluate the throttle flag at once.
     nudge: Sender<()>,
+    journal: Arc<Journal>,
 }
 
 /// Returns the shard of a session: FNV-1a of its id, so the mapping is the
@@ -57,6 +59,7 @@ impl Dispatcher {
         metrics: Arc<Metrics>,
         audit: Audit,
         nudge: Sender<()>,
+        journal: Arc<Journal>,
     ) -> (Self, Vec<Shard>) {
         let mut shards = Vec::with_capacity(workers);
         let mut doorbells = Vec::with_capacity(workers);
@@ -78,6 +81,7 @@ impl Dispatcher {
             metrics,
             audit,
             nudge,
+            journal,
         };
         (dispatcher, handles)
     }
@@ -113,7 +117,14 @@ impl Dispatcher {
     fn handle_event(&self, data: &serde_json::Value, received_at: Instant) {
         Metrics::add(&self.metrics.events_received);
         match validate::validate(data, self.profile) {
-            Ok(state) => self.enqueue(Pending { state, received_at }),
+            Ok(state) => {
+                let journal = self.journal.append(&state);
+                self.enqueue(Pending {
+                    state,
+                    received_at,
+                    journal,
+                });
+            }
             Err(violations) => self.reject(data, &violations),
         }
     }
@@ -156,6 +167,7 @@ impl Dispatcher {
                 self.metrics.backlog.fetch_add(1, Ordering::Relaxed);
             }
             Pushed::Coalesced { discarded } => {
+                self.journal.finish(discarded.journal);
                 Metrics::add(&self.metrics.events_coalesced);
                 self.audit.record(
                     AuditEvent::EventCoalesced,
@@ -165,6 +177,28 @@ impl Dispatcher {
                         "reason": "a newer state of the session replaced it while throttled",
                     }),
                 );
+            }
+        }
+    }
+
+    /// Queues the states an earlier run journaled but did not finish. They
+    /// are validated again; one that no longer passes is dropped with a
+    /// warning, since it was audited as valid when it arrived.
+    pub fn enqueue_recovered(&self, recovered: Vec<Recovered>) {
+        for Recovered { segment, data } in recovered {
+            match validate::validate(&data, self.profile) {
+                Ok(state) => self.enqueue(Pending {
+                    state,
+                    received_at: Instant::now(),
+                    journal: Some(segment),
+                }),
+                Err(violations) => {
+                    self.journal.finish(Some(segment));
+                    log::warn!(
+                        "dropped a journaled state that no longer validates: {}",
+                        violations.first().map_or("", |v| v.message.as_str())
+                    );
+                }
             }
         }
     }

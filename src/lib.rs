@@ -15,6 +15,7 @@ pub mod connect;
 pub mod dispatch;
 pub mod event;
 pub mod http;
+pub mod journal;
 pub mod metrics;
 pub mod metrics_http;
 pub mod monitor;

@@ -43,6 +43,7 @@ pub struct Monitor {
     pub metrics: Arc<Metrics>,
     pub audit: Audit,
     pub store: Arc<SessionStore>,
+    pub journal: Arc<crate::journal::Journal>,
     pub queue_capacity: usize,
     pub rtt_samples: Receiver<Duration>,
     /// Rung by the dispatcher when the backlog crosses the throttle line,
@@ -155,10 +156,14 @@ impl Monitor {
         );
     }
 
+    /// Saves session memory, then deletes finished journal segments: a
+    /// segment goes only after the memory that covers its states is on disk.
     fn save_store(&self) {
         if let Err(err) = self.store.save() {
             log::error!("cannot save session memory: {err}");
+            return;
         }
+        self.journal.prune(false);
     }
 }
 

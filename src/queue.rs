@@ -14,16 +14,16 @@ use crate::event::SessionState;
 
 /// A state accepted from the stream and not yet finished.
 ///
-/// NOTE: pending states live only in memory. A SIGKILL or power loss drops
-/// them without an audit line; after a restart the session's next event
-/// carries its whole state again, so the gateway still converges, but the
-/// dropped versions are never audited. A write-ahead journal would close
-/// that gap.
+/// The journal keeps a copy on disk until the state is finished, so a
+/// SIGKILL does not lose it. NOTE: the journal is not fsynced per state, so
+/// a power loss can still drop the last second of accepted states.
 #[derive(Debug, Clone)]
 pub struct Pending {
     pub state: SessionState,
     /// When the frame arrived, for `agent_update_seconds`.
     pub received_at: Instant,
+    /// The journal segment that holds this state, if it was journaled.
+    pub journal: Option<u64>,
 }
 
 /// The outcome of a push.
@@ -129,6 +129,7 @@ mod tests {
                 codec: Codec::Vp8,
             },
             received_at: Instant::now(),
+            journal: None,
         }
     }
 

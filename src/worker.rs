@@ -32,6 +32,7 @@ pub struct WorkerContext {
     pub tokens: Arc<TokenSource>,
     pub gate: RateGate,
     pub store: Arc<SessionStore>,
+    pub journal: Arc<crate::journal::Journal>,
     pub metrics: Arc<Metrics>,
     pub audit: Audit,
     pub calendar: CalendarHandle,
@@ -114,6 +115,7 @@ impl Worker {
             _ => self.apply(state),
         };
         self.record(&pending, finish);
+        self.context.journal.finish(pending.journal);
         self.context.metrics.backlog.fetch_sub(1, Ordering::Relaxed);
     }
 

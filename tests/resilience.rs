@@ -244,3 +244,70 @@ fn sigkill_mid_flood_then_restart_loses_nothing() {
     let counts = count_by_event(&audit);
     assert_eq!(counts.get("AGENT_STARTED"), Some(&2));
 }
+
+#[test]
+fn accepted_states_survive_sigkill() {
+    let sim = Sim::start(&[
+        "--events",
+        "400",
+        "--sessions",
+        "40",
+        "--seed",
+        "5",
+        "--put-latency",
+        "150",
+        "--on-end",
+        "hold",
+    ]);
+    let mut agent = AgentRun::start(&sim, &["--queue-capacity", "100000"]);
+    sim.wait_stats(Duration::from_secs(20), "every frame sent", |stats| {
+        stats["streamDone"] == true
+    });
+    agent.wait_audit(Duration::from_secs(20), "a few applied states", |entries| {
+        entries
+            .iter()
+            .filter(|e| e["event"] == "STATE_APPLIED")
+            .count()
+            >= 8
+    });
+    agent.signal(9);
+    let _ = agent.wait(Duration::from_secs(10));
+    let first_run = agent.audit().len();
+
+    // The restarted agent gets no new frames: everything it finishes comes
+    // from the journal of the killed run.
+    sim.control(serde_json::json!({"put_latency": 0}));
+    agent.spawn(&sim, &["--queue-capacity", "100000", "--run-for", "5s"]);
+    let (status, stderr) = agent.wait(Duration::from_secs(30));
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("recovered"), "{stderr}");
+
+    let audit = agent.audit();
+    assert!(audit.len() > first_run);
+    let finished: HashSet<(String, u64)> = [
+        "STATE_APPLIED",
+        "STATE_SUPERSEDED",
+        "UPDATE_FAILED",
+        "EVENT_COALESCED",
+    ]
+    .iter()
+    .flat_map(|event| session_sequences(&audit, event))
+    .collect();
+    assert_eq!(
+        finished.len(),
+        400,
+        "accepted states were lost with the killed process"
+    );
+    let applied = session_sequences(&audit, "STATE_APPLIED");
+    let unique: HashSet<_> = applied.iter().cloned().collect();
+    assert_eq!(unique.len(), applied.len(), "a sequence was applied twice");
+    let leftovers: Vec<_> = std::fs::read_dir(agent.state_dir())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("journal-"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "finished journal segments were left behind"
+    );
+}
