@@ -21,7 +21,7 @@ use serde_json::{Map, Value, json};
 /// while `cargo test --release` stays within a few seconds.
 const CASES: u32 = 256;
 
-/// The largest integer a JSON number holds exactly (2^53 - 1).
+/// The largest integer that a JSON number (an f64) represents exactly: 2^53 - 1.
 const MAX_SEQUENCE: u64 = (1 << 53) - 1;
 const MAX_PARTICIPANTS: usize = 50;
 /// The `maxBitrate` of an event that leaves it out, in kbps.
@@ -32,7 +32,7 @@ const DEFAULT_MAX_BITRATE: u64 = 3000;
 /// entries and then one summary line each.
 const MAX_VIOLATIONS: usize = 32;
 
-fn ceiling(profile: GatewayProfile) -> u64 {
+fn bitrate_ceiling(profile: GatewayProfile) -> u64 {
     match profile {
         GatewayProfile::Hd => 8000,
         GatewayProfile::Standard => 4000,
@@ -100,7 +100,7 @@ fn assert_meets_limits(state: &SessionState, profile: GatewayProfile) {
         state.max_bitrate_kbps
     );
     assert!(
-        state.max_bitrate_kbps <= ceiling(profile),
+        state.max_bitrate_kbps <= bitrate_ceiling(profile),
         "maxBitrate {} above the {profile:?} ceiling",
         state.max_bitrate_kbps
     );
@@ -228,7 +228,8 @@ fn any_json() -> impl Strategy<Value = Value> {
     })
 }
 
-/// A value for a field: usually one of `typical`, sometimes anything.
+/// Generates a field's value: usually one of `typical`, sometimes any
+/// JSON, sometimes absent.
 fn field<S>(typical: S) -> impl Strategy<Value = Option<Value>>
 where
     S: Strategy<Value = Value> + 'static,
@@ -364,7 +365,8 @@ impl ValidEvent {
 
     fn number(&self, n: u64) -> Value {
         if self.whole_floats {
-            // Every number generated here is below 2^53, so f64 holds it exactly.
+            // Every number generated here is at most 2^53 - 1, which an f64
+            // represents exactly.
             json!(n as f64)
         } else {
             json!(n)
@@ -422,12 +424,10 @@ fn valid_event() -> impl Strategy<Value = ValidEvent> {
         any::<bool>(),
     );
     header.prop_flat_map(|(profile, session_id, sequence, whole_floats)| {
-        // Sequence numbers above 2^53 do not survive f64, so floats stay
-        // below it; the validator reads both forms the same way.
         let max_bitrate = prop_oneof![
             1 => Just(None),
-            3 => (1..=ceiling(profile)).prop_map(Some),
-            1 => Just(Some(ceiling(profile))),
+            3 => (1..=bitrate_ceiling(profile)).prop_map(Some),
+            1 => Just(Some(bitrate_ceiling(profile))),
         ];
         let users = prop::collection::hash_set("[a-z0-9-]{1,12}", 0..=MAX_PARTICIPANTS);
         let codec = prop::option::of(prop_oneof![
@@ -557,7 +557,7 @@ impl Breakage {
             }
             Breakage::MaxBitrateZero => event.max_bitrate = Some(0),
             Breakage::MaxBitrateAboveCeiling(excess) => {
-                event.max_bitrate = Some(ceiling(event.profile) + excess);
+                event.max_bitrate = Some(bitrate_ceiling(event.profile) + excess);
             }
             Breakage::AggregateOverMax(excess) => {
                 let over = event.effective_max_bitrate() - event.total_bitrate() + excess;

@@ -55,18 +55,18 @@ fuzz_target!(|bytes: &[u8]| {
 /// The excerpt of a damaged frame goes into an audit line and a log line, so
 /// it must be printable ASCII of bounded length.
 fn check_excerpts(text: &str, bytes: &[u8]) {
-    for shown in [
+    for escaped in [
         excerpt(text, MALFORMED_EXCERPT_BYTES),
         excerpt_bytes(bytes, MALFORMED_EXCERPT_BYTES),
     ] {
         assert!(
-            shown.bytes().all(|b| (0x20..0x7f).contains(&b)),
-            "excerpt is not printable ASCII: {shown:?}"
+            escaped.bytes().all(|b| (0x20..0x7f).contains(&b)),
+            "excerpt is not printable ASCII: {escaped:?}"
         );
         assert!(
-            shown.len() <= MALFORMED_EXCERPT_BYTES * 10 + 3,
+            escaped.len() <= MALFORMED_EXCERPT_BYTES * 10 + 3,
             "excerpt of {} bytes",
-            shown.len()
+            escaped.len()
         );
     }
 }
@@ -204,8 +204,8 @@ fn check_violations(violations: &[Violation]) {
     }
 }
 
-/// The `hd` ceiling is above the `standard` one and every other rule is the
-/// same, so a state valid for `standard` is the same valid state for `hd`.
+/// Checks that a state valid for `standard` is the same state for `hd`,
+/// since the `hd` ceiling is higher and every other rule is the same.
 fn check_profiles_are_ordered(data: &Value) {
     if let Ok(standard) = validate(data, GatewayProfile::Standard) {
         assert_eq!(validate(data, GatewayProfile::Hd).as_ref(), Ok(&standard));

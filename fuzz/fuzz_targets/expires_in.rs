@@ -42,7 +42,8 @@ fn check_lifetime(lifetime: Option<Duration>) {
         "lifetime {lifetime:?} above the cap"
     );
 
-    // The token cache computes its refresh time the same way.
+    // The token cache adds the lifetime to `Instant::now()` and refreshes
+    // `refresh_margin` before that.
     let margin = refresh_margin(lifetime);
     assert!(
         margin < lifetime,

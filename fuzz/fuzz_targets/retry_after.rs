@@ -1,6 +1,6 @@
 //! Feeds arbitrary header values to `parse_retry_after` with fixed clocks.
 //! It must never panic, and a number of seconds must come back as that
-//! number (or saturate) whatever the clock says.
+//! number (or saturate) at any clock value.
 
 #![no_main]
 
@@ -13,7 +13,7 @@ use libfuzzer_sys::fuzz_target;
 const NOW_SECONDS: u64 = 1_796_412_000;
 
 fuzz_target!(|bytes: &[u8]| {
-    // ureq exposes header values as bytes; the agent reads them as str.
+    // ureq exposes header values as bytes, and the agent reads them as str.
     let value = String::from_utf8_lossy(bytes);
     let fixed_now = SystemTime::UNIX_EPOCH + Duration::from_secs(NOW_SECONDS);
 
@@ -28,8 +28,8 @@ fuzz_target!(|bytes: &[u8]| {
         return;
     }
 
-    // An HTTP date is parsed or rejected whatever the clock says, and a
-    // later clock never gives a longer wait.
+    // An HTTP date is parsed or rejected at any clock value, and a later
+    // clock never gives a longer wait.
     assert_eq!(at_epoch.is_some(), at_now.is_some(), "{value:?}");
     if let (Some(from_epoch), Some(from_now)) = (at_epoch, at_now) {
         assert!(
