@@ -332,12 +332,12 @@ impl WriterActor {
             }
             return;
         }
-        let line = serde_json::json!({
-            "timestamp": format_timestamp(entry.timestamp),
-            "event": entry.event.as_str(),
-            "data": entry.data,
-        });
-        // Writing a Value into a Vec cannot fail.
+        let line = AuditLine {
+            timestamp: humantime::format_rfc3339_millis(entry.timestamp),
+            event: entry.event.as_str(),
+            data: &entry.data,
+        };
+        // Writing plain structs and a Value into a Vec cannot fail.
         let _ = serde_json::to_writer(&mut self.pending, &line);
         self.pending.push(b'\n');
         self.pending_entries += 1;
@@ -426,6 +426,23 @@ impl WriterActor {
             per_event,
         }
     }
+}
+
+/// One line of the audit file, serialized straight from the entry so that
+/// writing it copies no part of the entry into a new JSON object.
+#[derive(serde::Serialize)]
+struct AuditLine<'a> {
+    #[serde(serialize_with = "serialize_display")]
+    timestamp: humantime::Rfc3339Timestamp,
+    event: &'static str,
+    data: &'a Value,
+}
+
+fn serialize_display<S: serde::Serializer>(
+    value: &impl std::fmt::Display,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
 }
 
 /// Formats a time as RFC 3339 in UTC with milliseconds, e.g. `2026-12-04T19:20:00.123Z`.

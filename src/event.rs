@@ -197,6 +197,52 @@ struct PutBody<'a> {
     participants: Vec<BodyParticipant<'a>>,
 }
 
+/// The event's `data` object rebuilt from a validated state, in the field
+/// names of the incoming stream.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EventData<'a> {
+    session_id: &'a str,
+    sequence_number: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state: Option<&'a str>,
+    participants: EventParticipants<'a>,
+    recording: EventRecording,
+    media_config: EventMediaConfig,
+}
+
+struct EventParticipants<'a>(&'a [Participant]);
+
+impl Serialize for EventParticipants<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|p| EventParticipant {
+            user_id: &p.user_id,
+            role: p.role,
+            allocated_bitrate_kbps: p.bitrate_kbps,
+        }))
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EventParticipant<'a> {
+    user_id: &'a str,
+    role: Role,
+    allocated_bitrate_kbps: u64,
+}
+
+#[derive(Serialize)]
+struct EventRecording {
+    action: Directive,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EventMediaConfig {
+    max_bitrate: u64,
+    codec: Codec,
+}
+
 impl SessionState {
     /// Serializes the PUT body into `out`, which is cleared first so a
     /// worker can reuse one buffer for every request.
@@ -228,28 +274,31 @@ impl SessionState {
     /// Rebuilds the event's `data` object, as stored in a dead letter so
     /// `replay` can validate and send it again.
     pub fn to_event_data(&self) -> Value {
-        let participants: Vec<Value> = self
-            .participants
-            .iter()
-            .map(|p| {
-                serde_json::json!({
-                    "userId": p.user_id,
-                    "role": p.role,
-                    "allocatedBitrateKbps": p.bitrate_kbps,
-                })
-            })
-            .collect();
-        let mut data = serde_json::json!({
-            "sessionId": self.session_id,
-            "sequenceNumber": self.sequence,
-            "participants": participants,
-            "recording": {"action": self.directive},
-            "mediaConfig": {"maxBitrate": self.max_bitrate_kbps, "codec": self.codec},
-        });
-        if let (Some(state), Value::Object(map)) = (&self.state, &mut data) {
-            map.insert("state".into(), Value::String(state.clone()));
+        // Serializing plain structs of strings and integers cannot fail.
+        serde_json::to_value(self.event_data()).unwrap_or(Value::Null)
+    }
+
+    /// Serializes the event's `data` object (see [`Self::to_event_data`])
+    /// into `out`, without building a `Value` first.
+    pub fn write_event_data(&self, out: &mut Vec<u8>) {
+        // Serializing plain structs of strings and integers into a Vec cannot fail.
+        let _ = serde_json::to_writer(out, &self.event_data());
+    }
+
+    fn event_data(&self) -> EventData<'_> {
+        EventData {
+            session_id: &self.session_id,
+            sequence_number: self.sequence,
+            state: self.state.as_deref(),
+            participants: EventParticipants(&self.participants),
+            recording: EventRecording {
+                action: self.directive,
+            },
+            media_config: EventMediaConfig {
+                max_bitrate: self.max_bitrate_kbps,
+                codec: self.codec,
+            },
         }
-        data
     }
 }
 
@@ -279,6 +328,37 @@ mod tests {
         assert_eq!(excerpt("a\nb\u{1b}", 200), "a\\nb\\u{1b}");
         assert_eq!(excerpt("héllo", 2), "h...");
         assert_eq!(excerpt_bytes(b"a\xffb", 2), "a\\xff...");
+    }
+
+    #[test]
+    fn event_data_round_trips() {
+        let mut state = SessionState {
+            session_id: "s1".into(),
+            sequence: 3,
+            state: None,
+            participants: vec![Participant {
+                user_id: "u1".into(),
+                role: Role::Participant,
+                bitrate_kbps: 700,
+            }],
+            directive: Directive::Stop,
+            max_bitrate_kbps: 4000,
+            codec: Codec::H264,
+        };
+        let mut line = Vec::new();
+        state.write_event_data(&mut line);
+        let written: Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(written, state.to_event_data());
+        assert_eq!(written["participants"][0]["allocatedBitrateKbps"], 700);
+        assert!(
+            written.get("state").is_none(),
+            "an absent state stays absent"
+        );
+
+        state.state = Some("active".into());
+        let validated =
+            crate::validate::validate(&state.to_event_data(), crate::config::GatewayProfile::Hd);
+        assert_eq!(validated, Ok(state));
     }
 
     #[test]

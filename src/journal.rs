@@ -45,6 +45,8 @@ pub struct Journal {
 }
 
 struct Writer {
+    /// The line being appended, reused for every state.
+    line: Vec<u8>,
     id: u64,
     file: Option<File>,
     opened: Instant,
@@ -100,6 +102,7 @@ impl Journal {
         let journal = Journal {
             dir: dir.to_path_buf(),
             writer: Mutex::new(Writer {
+                line: Vec::with_capacity(1024),
                 id: next,
                 file: None,
                 opened: Instant::now(),
@@ -114,21 +117,23 @@ impl Journal {
     /// Appends an accepted state and returns its segment, or None when the
     /// journal cannot be written (the state is then only kept in memory).
     pub fn append(&self, state: &SessionState) -> Option<u64> {
-        let mut line = serde_json::to_vec(&state.to_event_data()).ok()?;
-        line.push(b'\n');
-
-        let mut writer = self.writer.lock();
+        let mut guard = self.writer.lock();
+        let writer = &mut *guard;
         if writer.file.is_none()
             || writer.bytes >= SEGMENT_MAX_BYTES
             || writer.opened.elapsed() >= SEGMENT_MAX_AGE
         {
-            self.rotate(&mut writer);
+            self.rotate(writer);
         }
         let id = writer.id;
-        let written = writer.file.as_mut().map(|file| file.write_all(&line));
+        let line = &mut writer.line;
+        line.clear();
+        state.write_event_data(line);
+        line.push(b'\n');
+        let written = writer.file.as_mut().map(|file| file.write_all(line));
         match written {
             Some(Ok(())) => {
-                writer.bytes += line.len() as u64;
+                writer.bytes += writer.line.len() as u64;
                 writer.failing = false;
                 *self.outstanding.lock().entry(id).or_default() += 1;
                 Some(id)

@@ -185,6 +185,7 @@ impl Reader {
     fn read_loop(&self, mut socket: Socket) -> Disconnect {
         let interval = self.settings.ping_interval;
         let mut keepalive = Keepalive::new(interval);
+        let mut read_timeout = ReadTimeout::default();
         loop {
             if self.shutdown.is_stopping() {
                 close_quietly(&mut socket);
@@ -202,7 +203,8 @@ impl Reader {
             {
                 return self.read_error(err);
             }
-            if let Err(err) = set_read_timeout(&socket, keepalive.until_next_check(Instant::now()))
+            if let Err(err) =
+                read_timeout.update(&socket, keepalive.until_next_check(Instant::now()))
             {
                 return Disconnect::Failed(format!("cannot set socket timeout: {err}"));
             }
@@ -418,8 +420,51 @@ fn close_quietly(socket: &mut Socket) {
     let _ = socket.flush();
 }
 
+/// Granularity of the read timeout. Each change is a setsockopt call, so the
+/// timeout is rounded down to a multiple of this step and kept while it is
+/// still no longer than needed: a busy stream then changes it about ten times
+/// a second instead of before every frame, and a read never blocks past the
+/// next ping or the dead-connection check.
+const READ_TIMEOUT_STEP: Duration = Duration::from_millis(100);
+
+/// The read timeout last set on the socket.
+#[derive(Default)]
+struct ReadTimeout {
+    current: Option<Duration>,
+}
+
+impl ReadTimeout {
+    /// Makes the next read return within `wanted`, changing the socket
+    /// option only when [`next_read_timeout`] asks for it.
+    fn update(&mut self, socket: &Socket, wanted: Duration) -> io::Result<()> {
+        if let Some(timeout) = next_read_timeout(self.current, wanted) {
+            set_read_timeout(socket, timeout)?;
+            self.current = Some(timeout);
+        }
+        Ok(())
+    }
+}
+
+/// Returns the read timeout to set when the current one could block past
+/// `wanted` or would wake more than one step before it, else None. Within
+/// two steps of `wanted` the timeout is exact, so the last reads before a
+/// ping do not wake early and often.
+fn next_read_timeout(current: Option<Duration>, wanted: Duration) -> Option<Duration> {
+    let wanted = wanted.max(Duration::from_millis(1));
+    if let Some(current) = current
+        && current <= wanted
+        && wanted < current + READ_TIMEOUT_STEP
+    {
+        return None;
+    }
+    if wanted < READ_TIMEOUT_STEP * 2 {
+        return Some(wanted);
+    }
+    let steps = wanted.as_millis() / READ_TIMEOUT_STEP.as_millis();
+    Some(READ_TIMEOUT_STEP * u32::try_from(steps).unwrap_or(u32::MAX))
+}
+
 fn set_read_timeout(socket: &Socket, timeout: Duration) -> io::Result<()> {
-    let timeout = timeout.max(Duration::from_millis(1));
     match socket.get_ref() {
         MaybeTlsStream::Plain(tcp) => tcp.set_read_timeout(Some(timeout)),
         MaybeTlsStream::NativeTls(tls) => tls.get_ref().set_read_timeout(Some(timeout)),
@@ -494,6 +539,46 @@ impl Keepalive {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_timeout_changes_rarely_and_never_overshoots() {
+        let interval = Duration::from_secs(30);
+        let mut current = None;
+        let mut changes = 0;
+        // A frame every 100 microseconds for the 30 s up to the next ping.
+        for frame in 0..300_000u32 {
+            let wanted = interval.saturating_sub(Duration::from_micros(100) * frame);
+            if let Some(timeout) = next_read_timeout(current, wanted) {
+                current = Some(timeout);
+                changes += 1;
+            }
+            let current = current.unwrap_or_default();
+            assert!(
+                current <= wanted.max(Duration::from_millis(1)),
+                "{current:?} > {wanted:?}"
+            );
+        }
+        assert!(changes < 2_500, "{changes} changes for 300,000 frames");
+    }
+
+    #[test]
+    fn read_timeout_grows_back_after_ping() {
+        let short = next_read_timeout(None, Duration::from_millis(50));
+        assert_eq!(short, Some(Duration::from_millis(50)));
+        let after_ping = next_read_timeout(short, Duration::from_secs(30));
+        assert_eq!(after_ping, Some(Duration::from_secs(30)));
+        assert_eq!(
+            next_read_timeout(after_ping, Duration::from_millis(29_950)),
+            Some(Duration::from_millis(29_900))
+        );
+        assert_eq!(
+            next_read_timeout(
+                Some(Duration::from_millis(29_900)),
+                Duration::from_millis(29_950)
+            ),
+            None
+        );
+    }
 
     #[test]
     fn keepalive_matches_pongs_and_detects_silence() {

@@ -28,7 +28,6 @@ pub const RETRY_CAP: Duration = Duration::from_secs(60);
 
 /// Everything the workers share.
 pub struct WorkerContext {
-    pub rest: RestClient,
     pub tokens: Arc<TokenSource>,
     pub gate: RateGate,
     pub store: Arc<SessionStore>,
@@ -57,15 +56,18 @@ enum Finish {
     },
 }
 
-/// Starts one named worker thread per shard.
+/// Starts one named worker thread per shard, each with one of `rest_clients`.
 pub fn start_pool(
     context: Arc<WorkerContext>,
     shards: Vec<crate::dispatch::Shard>,
+    rest_clients: Vec<RestClient>,
 ) -> std::io::Result<Vec<JoinHandle<()>>> {
     let mut handles = Vec::with_capacity(shards.len());
-    for (index, (queue, wakeups)) in shards.into_iter().enumerate() {
+    let workers = shards.into_iter().zip(rest_clients).enumerate();
+    for (index, ((queue, wakeups), rest)) in workers {
         let worker = Worker {
             context: Arc::clone(&context),
+            rest,
             queue,
             body: Vec::with_capacity(1024),
         };
@@ -79,6 +81,9 @@ pub fn start_pool(
 
 struct Worker {
     context: Arc<WorkerContext>,
+    /// This worker's own HTTP client, so its keep-alive connection is not
+    /// shared with the other workers.
+    rest: RestClient,
     queue: Arc<ShardQueue>,
     /// The PUT body buffer, reused for every request of this worker.
     body: Vec<u8>,
@@ -149,7 +154,7 @@ impl Worker {
             };
 
             attempts += 1;
-            let reply = context.rest.put_state(
+            let reply = self.rest.put_state(
                 state,
                 &token,
                 &mut self.body,
@@ -231,7 +236,7 @@ impl Worker {
         attempts: u32,
     ) -> Result<Finish, String> {
         Metrics::add(&self.context.metrics.conflicts);
-        match self.context.rest.get_version(&state.session_id, token) {
+        match self.rest.get_version(&state.session_id, token) {
             GetOutcome::Version(held) if held == state.sequence && unanswered => {
                 log::info!(
                     "state {} of session {} was applied by an attempt whose reply was lost",
