@@ -55,7 +55,11 @@ pub fn build_client(
     if let Some(display) = display {
         config = config.middleware(NameProxyInErrors { display });
     }
-    Ok(config.build().into())
+    Ok(HttpAgent::with_parts(
+        config.build(),
+        ureq::unversioned::transport::DefaultConnector::default(),
+        crate::resolver::CachingResolver::default(),
+    ))
 }
 
 /// Adds the proxy (without its password) to ureq's CONNECT failures, which

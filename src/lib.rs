@@ -23,6 +23,7 @@ pub mod proxy;
 pub mod queue;
 pub mod region;
 pub mod replay;
+pub mod resolver;
 pub mod rest;
 pub mod secret;
 pub mod shutdown;
