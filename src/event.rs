@@ -302,6 +302,21 @@ impl SessionState {
     }
 }
 
+/// Builds a small valid state with no participants, for the unit tests of
+/// the modules that queue and store states.
+#[cfg(test)]
+pub(crate) fn test_state(session_id: &str, sequence: u64, codec: Codec) -> SessionState {
+    SessionState {
+        session_id: session_id.into(),
+        sequence,
+        state: None,
+        participants: Vec::new(),
+        directive: Directive::Start,
+        max_bitrate_kbps: 4000,
+        codec,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -250,18 +250,10 @@ fn read_segment(path: &Path) -> Vec<serde_json::Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Codec, Directive};
+    use crate::event::Codec;
 
     fn state(session: &str, sequence: u64) -> SessionState {
-        SessionState {
-            session_id: session.into(),
-            sequence,
-            state: None,
-            participants: Vec::new(),
-            directive: Directive::Start,
-            max_bitrate_kbps: 4000,
-            codec: Codec::Vp9,
-        }
+        crate::event::test_state(session, sequence, Codec::Vp9)
     }
 
     #[test]

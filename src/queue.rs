@@ -115,19 +115,11 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Codec, Directive};
+    use crate::event::Codec;
 
     fn pending(session: &str, sequence: u64) -> Pending {
         Pending {
-            state: SessionState {
-                session_id: session.into(),
-                sequence,
-                state: None,
-                participants: Vec::new(),
-                directive: Directive::Pause,
-                max_bitrate_kbps: 3000,
-                codec: Codec::Vp8,
-            },
+            state: crate::event::test_state(session, sequence, Codec::Vp8),
             received_at: Instant::now(),
             journal: None,
         }

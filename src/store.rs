@@ -363,18 +363,10 @@ fn warn_if_open_to_others(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Codec, Directive};
+    use crate::event::Codec;
 
     fn state(session: &str, sequence: u64) -> SessionState {
-        SessionState {
-            session_id: session.into(),
-            sequence,
-            state: None,
-            participants: Vec::new(),
-            directive: Directive::Start,
-            max_bitrate_kbps: 4000,
-            codec: Codec::H264,
-        }
+        crate::event::test_state(session, sequence, Codec::H264)
     }
 
     #[test]
