@@ -318,7 +318,7 @@ impl Agent {
         // One HTTP client, and so one keep-alive connection, per worker.
         // ureq 3.5 probes a pooled connection (three syscalls) while it
         // keeps the pool locked, so workers that share a client wait for
-        // each other: separate clients applied 4 % more states per second
+        // each other. Separate clients applied 4 % more states per second
         // in the flood of scripts/bench.sh on a 2-core machine.
         let rest_clients = (0..shards.len())
             .map(|_| {

@@ -24,7 +24,7 @@ pub enum AuthError {
     /// The server rejected the credentials (401, or 400 `invalid_client`):
     /// waiting will not fix it.
     Rejected { status: u16, error: String },
-    /// The server answered with another failure status.
+    /// The server replied with another failure status.
     Status { status: u16, body: String },
     /// The request did not complete (DNS, connect, TLS, timeout).
     Transport(String),
@@ -130,7 +130,7 @@ impl TokenSource {
         }
     }
 
-    /// Drops `token` from the cache after the API answered 401 for it, so the
+    /// Drops `token` from the cache after the API returned 401 for it, so the
     /// next call fetches a new one. A token already replaced is left alone.
     pub fn invalidate(&self, token: &Secret) {
         let mut cached = self.cached.lock();
@@ -196,7 +196,7 @@ impl TokenSource {
     }
 }
 
-/// The time before expiry at which the token is refreshed.
+/// Returns how long before expiry the token is refreshed.
 pub fn refresh_margin(lifetime: Duration) -> Duration {
     if lifetime < SHORT_LIFETIME {
         lifetime / 2

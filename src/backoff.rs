@@ -50,7 +50,7 @@ fn seed() -> u64 {
     time ^ stack_address.rotate_left(32) ^ 0x9E37_79B9_7F4A_7C15
 }
 
-/// A splitmix64 step per call: enough randomness for jitter, not for secrets.
+/// Returns the next splitmix64 value: enough randomness for jitter, not for secrets.
 fn random_u64() -> u64 {
     RNG_STATE.with(|state| {
         let next = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -168,7 +168,7 @@ impl RateGate {
         }
     }
 
-    /// The current pacing interval, for tests and metrics.
+    /// Returns the current pacing interval, for tests and metrics.
     pub fn spacing(&self) -> Duration {
         self.state.lock().spacing
     }
@@ -245,7 +245,8 @@ mod tests {
         assert_eq!(gate.reserve(now), None);
         gate.block_for(Duration::from_secs(5));
         let wait = gate.reserve(Instant::now()).unwrap();
-        assert!(wait > Duration::from_secs(4) && wait <= Duration::from_secs(5));
+        assert!(wait > Duration::from_secs(4), "{wait:?}");
+        assert!(wait <= Duration::from_secs(5), "{wait:?}");
     }
 
     #[test]

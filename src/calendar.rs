@@ -24,7 +24,7 @@ const QUEUE_CAPACITY: usize = 1024;
 /// Attempts per webhook notice, with a short pause that doubles.
 const WEBHOOK_ATTEMPTS: u32 = 3;
 const WEBHOOK_RETRY_BASE: Duration = Duration::from_millis(500);
-/// The longest a `--calendar-exec` command may run before it is killed.
+/// The maximum run time of a `--calendar-exec` command before it is killed.
 pub const EXEC_TIME_LIMIT: Duration = Duration::from_secs(10);
 
 /// A change of a session's recording directive.
@@ -52,7 +52,7 @@ impl Notice {
 /// thread, so a slow callback delays other notices but never a state update.
 pub type Callback = Arc<dyn Fn(&Notice) + Send + Sync>;
 
-/// Where notices go.
+/// The destinations of notices.
 #[derive(Clone, Default)]
 pub struct Targets {
     pub webhook: Option<String>,
@@ -77,7 +77,7 @@ pub struct CalendarHandle {
 }
 
 impl CalendarHandle {
-    /// A handle that drops every notice, for runs with no calendar target.
+    /// Creates a handle that drops every notice, for runs with no calendar target.
     pub fn disabled(audit: Audit, metrics: Arc<Metrics>) -> Self {
         Self {
             sender: None,

@@ -19,7 +19,7 @@ pub enum Frame {
     Other { event_type: String },
 }
 
-/// Why a frame could not be read as an event.
+/// A reason a frame could not be read as an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FrameError {
     NotJson(String),

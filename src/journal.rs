@@ -4,7 +4,7 @@
 //!
 //! Each accepted state is appended, as one JSON line, to the current
 //! segment file `journal-<id>.jsonl` before it is queued. A segment counts
-//! its unfinished states; once a segment is no longer current and all of
+//! its unfinished states. Once a segment is no longer current and all of
 //! its states are finished (applied, superseded, given up or coalesced),
 //! it is deleted. At start-up every remaining segment is read back and its
 //! states are queued again; the ones already applied are then skipped by

@@ -10,7 +10,7 @@ use crate::validate;
 /// Upper bounds, in seconds, of the `agent_update_seconds` buckets: from a
 /// fast loopback PUT to a state that waited out retries.
 /// The 25 ms bucket sits just under the 30 ms latency target, so a p99
-/// near that target can be told apart.
+/// near that target can be distinguished.
 pub const UPDATE_BUCKETS: [f64; 15] = [
     0.001, 0.0025, 0.005, 0.01, 0.02, 0.025, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
 ];
@@ -123,7 +123,7 @@ impl Metrics {
         load(&self.backlog)
     }
 
-    /// A snapshot of the counters for `AGENT_STOPPED` and `PIPELINE_METRICS`.
+    /// Returns a snapshot of the counters for `AGENT_STOPPED` and `PIPELINE_METRICS`.
     pub fn totals_json(&self) -> serde_json::Value {
         serde_json::json!({
             "eventsReceived": load(&self.events_received),

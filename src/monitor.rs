@@ -2,8 +2,8 @@
 //! stability score and the throttled flag, audits `PIPELINE_METRICS`, and
 //! saves per-session memory once a second.
 //!
-//! Pings follow `--ping-interval`, but the stream reader sends them: it is
-//! the only thread that may touch the socket, and it sleeps in a blocking
+//! Pings follow `--ping-interval`, but the stream reader sends them, because
+//! it is the only thread that may touch the socket. It sleeps in a blocking
 //! read whose timeout ends at the next ping, so an idle agent wakes once
 //! per interval instead of once per monitor tick. The reader sends each
 //! round trip here over a channel.

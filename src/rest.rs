@@ -60,9 +60,9 @@ impl RestClient {
         }
     }
 
-    /// The URL of one conference; the session id is percent-encoded so it
-    /// can never change the path, even though validation already limits it
-    /// to unreserved characters.
+    /// Returns the URL of one conference. The session id is percent-encoded
+    /// so it can never change the path, even though validation already
+    /// limits it to unreserved characters.
     pub fn conference_url(&self, session_id: &str) -> String {
         let mut url = String::with_capacity(self.conferences_url.len() + session_id.len());
         url.push_str(&self.conferences_url);

@@ -51,7 +51,7 @@ impl Shutdown {
         self.inner.stopping.load(Ordering::SeqCst)
     }
 
-    /// The time after which no accepted state is attempted any more.
+    /// Returns the time after which no accepted state is attempted any more.
     pub fn drain_deadline(&self) -> Option<Instant> {
         *self.inner.deadline.lock()
     }
@@ -73,7 +73,7 @@ impl Shutdown {
         )
     }
 
-    /// The channel that becomes ready (disconnected) on stop, for `select!`.
+    /// Returns the channel that becomes ready (disconnected) on stop, for `select!`.
     pub fn channel(&self) -> &Receiver<()> {
         &self.receiver
     }

@@ -220,7 +220,7 @@ impl SessionStore {
 
     /// Appends one dead letter: the whole state, so `replay` can send it
     /// again, with the reason it was given up. With `durable`, the file is
-    /// fsynced at once, because a dead letter must survive a crash; a drain
+    /// fsynced at once, because a dead letter must survive a crash. A drain
     /// that gives up many states at once passes false and calls
     /// [`SessionStore::sync_dead_letters`] at the end.
     pub fn dead_letter(

@@ -49,7 +49,7 @@ pub struct StreamSettings {
     pub proxies: crate::proxy::ProxySettings,
 }
 
-/// How the reader ended.
+/// The way the reader ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReaderEnd {
     /// A stop was requested.
@@ -88,7 +88,7 @@ pub struct Reader {
     pub cutter: SocketCutter,
 }
 
-/// Why a connection ended.
+/// The cause of a connection's end.
 enum Disconnect {
     Stopped,
     ServerClosed { code: u16, reason: String },
@@ -422,9 +422,9 @@ fn close_quietly(socket: &mut Socket) {
 
 /// Granularity of the read timeout. Each change is a setsockopt call, so the
 /// timeout is rounded down to a multiple of this step and kept while it is
-/// still no longer than needed: a busy stream then changes it about ten times
-/// a second instead of before every frame, and a read never blocks past the
-/// next ping or the dead-connection check.
+/// still no longer than needed. A busy stream then changes it about ten
+/// times a second instead of before every frame. A read still never blocks
+/// past the next ping or the dead-connection check.
 const READ_TIMEOUT_STEP: Duration = Duration::from_millis(100);
 
 /// The read timeout last set on the socket.
@@ -435,7 +435,7 @@ struct ReadTimeout {
 
 impl ReadTimeout {
     /// Makes the next read return within `wanted`, changing the socket
-    /// option only when [`next_read_timeout`] asks for it.
+    /// option only when [`next_read_timeout`] returns a new value.
     fn update(&mut self, socket: &Socket, wanted: Duration) -> io::Result<()> {
         if let Some(timeout) = next_read_timeout(self.current, wanted) {
             set_read_timeout(socket, timeout)?;
@@ -472,7 +472,8 @@ fn set_read_timeout(socket: &Socket, timeout: Duration) -> io::Result<()> {
     }
 }
 
-/// A read timeout shows up as `WouldBlock` or `TimedOut` depending on the platform.
+/// Tells whether a read error is a timeout, which shows up as `WouldBlock`
+/// or `TimedOut` depending on the platform.
 fn is_timeout(err: &io::Error) -> bool {
     matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
 }
@@ -518,7 +519,7 @@ impl Keepalive {
         self.counter.to_be_bytes().to_vec()
     }
 
-    /// Returns the round trip when the pong answers the outstanding ping.
+    /// Returns the round trip when the pong matches the outstanding ping.
     fn pong(&mut self, payload: &[u8], now: Instant) -> Option<Duration> {
         let (counter, sent_at) = self.outstanding?;
         if payload != counter.to_be_bytes() {
@@ -528,8 +529,8 @@ impl Keepalive {
         Some(now.duration_since(sent_at))
     }
 
-    /// How long the next read may block: until the next ping or the moment
-    /// the connection would count as dead, whichever comes first.
+    /// Returns how long the next read may block: until the next ping or the
+    /// moment the connection would count as dead, whichever comes first.
     fn until_next_check(&self, now: Instant) -> Duration {
         let dead_at = self.last_heard + self.interval * 2;
         self.next_ping.min(dead_at).saturating_duration_since(now)

@@ -220,7 +220,7 @@ impl Worker {
         }
     }
 
-    /// After a 409, asks the gateway which version it holds. Returns the
+    /// After a 409, reads the version the gateway stores. Returns the
     /// finish when another writer already stored this version or a newer
     /// one, or the reason to retry when the gateway lags behind.
     ///
@@ -261,7 +261,7 @@ impl Worker {
     }
 
     /// Audits a 429 and returns how long every worker must wait, or the
-    /// finish when the server asks for a longer wait than allowed.
+    /// finish when the server requests a longer wait than allowed.
     fn rate_limited(
         &self,
         state: &SessionState,

@@ -237,10 +237,10 @@ fn sighup_reopens_the_audit_file() {
     agent.wait_audit(Duration::from_secs(10), "stream connected", |entries| {
         entries.iter().any(|e| e["event"] == "STREAM_CONNECTED")
     });
+
     let rotated = agent.dir.path().join("audit.jsonl.1");
     std::fs::rename(agent.audit_path(), &rotated).unwrap();
     agent.signal(1);
-    // Something to audit after the reopen: a dropped and restored stream.
     let started = Instant::now();
     while !agent.audit_path().exists() {
         assert!(
@@ -249,6 +249,8 @@ fn sighup_reopens_the_audit_file() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+
+    // Something to audit after the reopen: a dropped and restored stream.
     sim.drop_streams();
     agent.wait_audit(
         Duration::from_secs(15),
@@ -258,6 +260,7 @@ fn sighup_reopens_the_audit_file() {
     agent.signal(15);
     let (status, stderr) = agent.wait(Duration::from_secs(15));
     assert!(status.success(), "{stderr}");
+
     let old = read_jsonl(&rotated);
     assert!(old.iter().any(|e| e["event"] == "AGENT_STARTED"));
     assert!(
